@@ -1,0 +1,95 @@
+"""Settings from ``MYAPI_*`` environment variables, with defaults (DESIGN §2).
+
+Every setting has one name, used three ways: ``MYAPI_<NAME>`` in the environment,
+``<NAME>`` in ``app.config``, and ``<NAME>`` in the dict given to ``create_app``.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+
+def _bool(value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off", ""}:
+        return False
+    raise ValueError(f"not a boolean: {value!r}")
+
+
+def _int(value: str) -> int:
+    return int(value.strip())
+
+
+def _str(value: str) -> str:
+    return value
+
+
+# name -> (parser for the environment string, default). A default of None is
+# filled in by load_config (it depends on the instance folder).
+SETTINGS: dict[str, tuple] = {
+    "DATABASE_URL": (_str, None),
+    "SECRET_KEY": (_str, None),
+    "TOKEN_TTL": (_int, 86400),
+    "RATELIMIT_STORAGE_URI": (_str, "memory://"),
+    "RATELIMIT_ENABLED": (_bool, True),
+    "RATELIMIT_SIGNIN": (_str, "10/minute"),
+    "RATELIMIT_SIGNUP": (_str, "10/hour"),
+    "RATELIMIT_DEFAULT": (_str, "600/minute"),
+    "CORS_ORIGINS": (_str, ""),
+    "LOG_LEVEL": (_str, "INFO"),
+    "WORKERS": (_int, 4),
+    "MAX_CONTENT_LENGTH": (_int, 1024 * 1024),
+    "MAX_IMPORT_BYTES": (_int, 256 * 1024 * 1024),
+    # argon2 cost. The defaults follow the OWASP minimum (19 MiB, 2 passes);
+    # the test suite lowers them so hundreds of sign-ups stay fast.
+    "ARGON2_MEMORY_COST": (_int, 19 * 1024),
+    "ARGON2_TIME_COST": (_int, 2),
+}
+
+
+def load_config(instance_path: str | os.PathLike, overrides: dict | None = None) -> dict:
+    """Return the settings: defaults < environment < ``overrides``."""
+    instance = Path(instance_path)
+    config: dict = {}
+    for name, (parse, default) in SETTINGS.items():
+        raw = os.environ.get(f"MYAPI_{name}")
+        config[name] = parse(raw) if raw is not None else default
+    config.update(overrides or {})
+
+    if not config["DATABASE_URL"]:
+        config["DATABASE_URL"] = f"sqlite:///{instance / 'myapi.db'}"
+    if not config["SECRET_KEY"]:
+        config["SECRET_KEY"] = _instance_secret(instance)
+    return config
+
+
+def _instance_secret(instance: Path) -> str:
+    """A development secret made once and kept in the instance folder.
+
+    Production sets MYAPI_SECRET_KEY; this only keeps a laptop's secret stable
+    across restarts and gunicorn workers without anyone having to think of one.
+    """
+    path = instance / "secret_key"
+    try:
+        return path.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        pass
+    instance.mkdir(parents=True, exist_ok=True)
+    secret = secrets.token_hex(32)
+    # Write a private temporary file, then link it into place: link fails if
+    # another worker got there first, and nobody ever reads a half-written key.
+    tmp = instance / f".secret_key.{os.getpid()}.{secrets.token_hex(4)}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(secret)
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        secret = path.read_text(encoding="utf-8").strip()
+    finally:
+        tmp.unlink()
+    return secret

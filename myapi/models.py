@@ -1,0 +1,232 @@
+"""SQLAlchemy 2 typed models for every v1 table.
+
+Money is stored as whole cents in a BIGINT (the ``Money`` type) so that sums,
+CHECKs and comparisons are exact on SQLite and PostgreSQL alike; Python sees
+``Decimal`` with two places. Times are stored as UTC and always come back
+timezone-aware. ``users``, ``products`` and ``orders`` carry a ``version``
+column that SQLAlchemy checks on every UPDATE (``version_id_col``): two writers
+can never silently overwrite each other, and the version is the item's ETag.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import ROUND_HALF_UP, Decimal
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    SmallInteger,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
+
+CENT = Decimal("0.01")
+
+ROLES = ("customer", "admin")
+ORDER_STATUSES = ("pending", "paid", "shipped", "completed", "cancelled")
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+class UTCDateTime(TypeDecorator):
+    """A timestamp stored in UTC and always returned timezone-aware (UTC)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        value = value.astimezone(dt.timezone.utc)
+        # SQLite keeps no offset; store the naive UTC wall time there.
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value, dialect):
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=dt.timezone.utc)
+        return value.astimezone(dt.timezone.utc)
+
+
+class Money(TypeDecorator):
+    """A Decimal amount with two places, stored exactly as integer cents."""
+
+    impl = BigInteger
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is None:
+            return None
+        cents = (Decimal(value) / CENT).quantize(Decimal(1), rounding=ROUND_HALF_UP)
+        return int(cents)
+
+    def process_result_value(self, value, dialect):
+        if value is None:
+            return None
+        return (Decimal(int(value)) * CENT).quantize(CENT)
+
+
+# Stable constraint names, so Alembic migrations name things the same way on
+# every database and a later migration can drop or alter them.
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class Timestamped:
+    date_created: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    date_updated: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class User(Timestamped, Base):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    username: Mapped[str] = mapped_column(String(32), unique=True)
+    email: Mapped[str] = mapped_column(String(254), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    user_priority: Mapped[int] = mapped_column(SmallInteger, default=1)
+    role: Mapped[str] = mapped_column(String(16), default="customer", index=True)
+    is_active: Mapped[bool] = mapped_column(Boolean, default=True, index=True)
+    version: Mapped[int] = mapped_column(Integer)
+
+    tokens: Mapped[list[Token]] = relationship(back_populates="user", cascade="all, delete-orphan")
+
+    __mapper_args__ = {"version_id_col": version}
+    __table_args__ = (
+        CheckConstraint("user_priority BETWEEN 0 AND 4", name="user_priority_range"),
+        CheckConstraint("role IN ('customer', 'admin')", name="role_known"),
+    )
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == "admin"
+
+
+class Token(Base):
+    """A bearer token. Only the SHA-256 of the secret is stored."""
+
+    __tablename__ = "tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    date_created: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, index=True)
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+    user: Mapped[User] = relationship(back_populates="tokens")
+
+
+class Product(Timestamped, Base):
+    __tablename__ = "products"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    sku: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(200), index=True)
+    description: Mapped[str] = mapped_column(Text, default="")
+    category: Mapped[str] = mapped_column(String(64), index=True)
+    price: Mapped[Decimal] = mapped_column(Money, index=True)
+    stock: Mapped[int] = mapped_column(Integer, default=0)
+    is_available: Mapped[bool] = mapped_column(Boolean, default=True)
+    version: Mapped[int] = mapped_column(Integer)
+
+    __mapper_args__ = {"version_id_col": version}
+    __table_args__ = (
+        CheckConstraint("price > 0", name="price_positive"),
+        CheckConstraint("stock >= 0", name="stock_not_negative"),
+        Index("ix_products_date_updated", "date_updated"),
+    )
+
+
+class Order(Timestamped, Base):
+    __tablename__ = "orders"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    status: Mapped[str] = mapped_column(String(16), default="pending", index=True)
+    shipping_address: Mapped[str] = mapped_column(String(500))
+    total_amount: Mapped[Decimal] = mapped_column(Money)
+    version: Mapped[int] = mapped_column(Integer)
+
+    user: Mapped[User] = relationship()
+    items: Mapped[list[OrderItem]] = relationship(
+        back_populates="order", cascade="all, delete-orphan", order_by="OrderItem.id"
+    )
+
+    __mapper_args__ = {"version_id_col": version}
+    __table_args__ = (
+        CheckConstraint(
+            "status IN ('pending', 'paid', 'shipped', 'completed', 'cancelled')", name="status_known"
+        ),
+        CheckConstraint("total_amount >= 0", name="total_not_negative"),
+        Index("ix_orders_user_id_date_created", "user_id", "date_created"),
+        Index("ix_orders_date_created", "date_created"),
+    )
+
+
+class OrderItem(Base):
+    __tablename__ = "order_items"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    order_id: Mapped[int] = mapped_column(ForeignKey("orders.id", ondelete="CASCADE"), index=True)
+    product_id: Mapped[int] = mapped_column(ForeignKey("products.id"), index=True)
+    # A snapshot: renaming or repricing a product never rewrites history.
+    product_name: Mapped[str] = mapped_column(String(200))
+    quantity: Mapped[int] = mapped_column(Integer)
+    unit_price: Mapped[Decimal] = mapped_column(Money)
+
+    order: Mapped[Order] = relationship(back_populates="items")
+
+    __table_args__ = (
+        CheckConstraint("quantity > 0", name="quantity_positive"),
+        CheckConstraint("unit_price > 0", name="unit_price_positive"),
+    )
+
+    @property
+    def subtotal(self) -> Decimal:
+        return (self.unit_price * self.quantity).quantize(CENT)
+
+
+class IdempotencyKey(Base):
+    """A claimed ``Idempotency-Key`` and, once finished, the response it produced."""
+
+    __tablename__ = "idempotency_keys"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    # "user:<id>" or "anonymous": keys are scoped per caller.
+    scope: Mapped[str] = mapped_column(String(64))
+    key: Mapped[str] = mapped_column(String(255))
+    method: Mapped[str] = mapped_column(String(8))
+    path: Mapped[str] = mapped_column(String(500))
+    request_hash: Mapped[str] = mapped_column(String(64))
+    status_code: Mapped[int | None] = mapped_column(SmallInteger)
+    response_headers: Mapped[str | None] = mapped_column(Text)
+    response_body: Mapped[str | None] = mapped_column(Text)
+    date_created: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, index=True)
+
+    __table_args__ = (UniqueConstraint("scope", "key", name="uq_idempotency_keys_scope_key"),)
