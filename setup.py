@@ -15,7 +15,6 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["myapi", "myapi.*"]),
     include_package_data=True,
-    package_data={"myapi": ["migrations/*.py", "migrations/*.mako", "migrations/versions/*.py"]},
     install_requires=[
         "flask>=3.1,<3.2",
         "flask-restful==0.3.10",

@@ -13,6 +13,7 @@ when a read transaction tries to upgrade to a write. PostgreSQL gets
 
 from __future__ import annotations
 
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,7 +45,10 @@ def make_engine(url: str, **kwargs) -> Engine:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            # Convenience for the default instance/ file; an unusable path
+            # shows up as a 503 from the first query, not as a crash here.
+            with suppress(OSError):
+                Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, connect_args={"timeout": 30}, **kwargs)
         _configure_sqlite(engine)
         return engine
@@ -94,6 +98,18 @@ def get_session() -> Session:
         write = has_request_context() and request.method not in SAFE_METHODS
         g.db_session = get_db().session(write=write)
     return g.db_session
+
+
+def stream_session() -> Session:
+    """A session owned by a streamed response body, not by the request.
+
+    Flask tears the request's app context down (closing ``g.db_session``)
+    when the view returns, before a streamed body is read. The view opens
+    this session (it needs the app) and the body's generator closes it when
+    it ends or the client goes away: ``with session: yield ...``. Until its
+    first query it holds no connection.
+    """
+    return get_db().session()
 
 
 def close_session(exc: BaseException | None = None) -> None:

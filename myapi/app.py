@@ -1,0 +1,136 @@
+"""The application factory and THE route table.
+
+Every ``api.add_resource`` line of the API lives in :func:`register_routes`,
+read top to bottom. Nothing is created at import time: no app, no engine.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+
+import orjson
+from flask import Flask, g, request
+from flask_restful import Api
+
+from .common import auth
+from .common.errors import handle_exception, request_id
+from .common.fields import API_PREFIX
+from .common.representations import render
+from .config import load_config
+from .db import init_app as init_db
+from .resources.health import Health
+from .resources.products import Product, ProductExport, ProductImport, ProductList
+from .resources.tokens import CurrentToken, TokenList
+from .resources.users import CurrentUser, User, UserList
+
+REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+access_log = logging.getLogger("myapi.access")
+
+
+class MyApi(Api):
+    """flask-restful's Api with one error path and our own representations."""
+
+    def handle_error(self, e):
+        # flask-restful would re-raise in testing mode and answer JSON of its
+        # own shape otherwise; every error here becomes problem+json instead.
+        return handle_exception(e)
+
+    def make_response(self, data, *args, **kwargs):
+        # The media type was chosen (or 406 raised) before the resource ran.
+        return render(data, *args, **kwargs)
+
+
+def register_routes(api: Api) -> None:
+    api.add_resource(Health, "/health")
+
+    api.add_resource(TokenList, "/tokens")
+    api.add_resource(CurrentToken, "/tokens/current")
+
+    api.add_resource(UserList, "/users")
+    api.add_resource(CurrentUser, "/users/me")
+    api.add_resource(User, "/users/<int:user_id>")
+
+    api.add_resource(ProductList, "/products")
+    api.add_resource(ProductImport, "/products/import")
+    api.add_resource(ProductExport, "/products/export")
+    api.add_resource(Product, "/products/<int:product_id>")
+
+
+def create_app(config: dict | None = None) -> Flask:
+    app = Flask(__name__, instance_relative_config=True)
+    app.config.update(load_config(app.instance_path, config))
+    app.config["PROPAGATE_EXCEPTIONS"] = False
+    app.json.sort_keys = False
+    configure_logging(app)
+
+    init_db(app)
+    auth.init_app(app)
+
+    api = MyApi(prefix=API_PREFIX, catch_all_404s=True)
+    register_routes(api)
+    api.init_app(app)
+    # Errors outside flask-restful's routes take the same path.
+    app.register_error_handler(Exception, handle_exception)
+
+    app.before_request(start_request)
+    app.after_request(finish_request)
+    return app
+
+
+def start_request() -> None:
+    g.started = time.perf_counter()
+    incoming = request.headers.get("X-Request-ID", "")
+    g.request_id = incoming if REQUEST_ID.match(incoming) else uuid.uuid4().hex
+
+
+def finish_request(response):
+    response.headers["X-Request-ID"] = request_id()
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    if request.headers.get("Authorization"):
+        # Answers to signed-in callers are personal: no cache may keep them.
+        response.headers["Cache-Control"] = "no-store"
+    started = g.get("started")
+    access_log.info(
+        "request",
+        extra={
+            "fields": {
+                "method": request.method,
+                "path": request.path,
+                "status": response.status_code,
+                "ms": round((time.perf_counter() - started) * 1000, 2) if started else None,
+                "request_id": request_id(),
+                "user_id": g.get("user_id"),
+            }
+        },
+    )
+    return response
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message and any fields."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+            **getattr(record, "fields", {}),
+        }
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return orjson.dumps(entry, default=str).decode()
+
+
+def configure_logging(app: Flask) -> None:
+    logger = logging.getLogger("myapi")
+    logger.setLevel(app.config["LOG_LEVEL"].upper())
+    if not any(getattr(h, "myapi", False) for h in logger.handlers):
+        handler = logging.StreamHandler()
+        handler.setFormatter(JsonFormatter())
+        handler.myapi = True
+        logger.addHandler(handler)

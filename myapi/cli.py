@@ -1,0 +1,152 @@
+"""The ``myapi`` command: serve, database chores and user administration."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+
+from .app import create_app
+from .db import get_db
+
+
+@click.group()
+def main() -> None:
+    """myapi: a store back end on Flask-RESTful."""
+
+
+# -- serve ------------------------------------------------------------------
+
+
+@main.command()
+@click.option("--bind", "-b", default="127.0.0.1:5000", show_default=True, help="host:port to listen on.")
+@click.option("--workers", "-w", type=int, default=None,
+              help="gunicorn worker processes (default: MYAPI_WORKERS or 4).")
+@click.option("--threads", type=int, default=1, show_default=True, help="threads per worker.")
+@click.option("--timeout", type=int, default=60, show_default=True, help="worker timeout in seconds.")
+def serve(bind: str, workers: int | None, threads: int, timeout: int) -> None:
+    """Serve the API with gunicorn."""
+    from gunicorn.app.base import BaseApplication
+
+    app = create_app()
+    options = {
+        "bind": bind,
+        "workers": workers or app.config["WORKERS"],
+        "threads": threads,
+        "timeout": timeout,
+        "keepalive": 5,
+        "accesslog": None,  # the app logs one JSON line per request itself
+        "errorlog": "-",
+    }
+
+    class Server(BaseApplication):
+        def load_config(self):
+            for key, value in options.items():
+                self.cfg.set(key, value)
+
+        def load(self):
+            # Each worker builds its own app, engine and pool after the fork.
+            return create_app()
+
+    get_db(app).engine.dispose()
+    click.echo(f"myapi serving on http://{bind} with {options['workers']} workers", err=True)
+    Server().run()
+
+
+# -- db ---------------------------------------------------------------------
+
+
+@main.group()
+def db() -> None:
+    """Database schema and data."""
+
+
+@db.command()
+@click.option("--revision", default="head", show_default=True)
+def upgrade(revision: str) -> None:
+    """Apply the Alembic migrations to MYAPI_DATABASE_URL."""
+    from .migrate import upgrade as run_upgrade
+
+    app = create_app()
+    run_upgrade(app.config["DATABASE_URL"], revision)
+    click.echo(f"database at revision {revision}", err=True)
+
+
+@db.command()
+@click.option("--demo", is_flag=True, help="Load the demo data set (idempotent).")
+def seed(demo: bool) -> None:
+    """Load data into the database."""
+    if not demo:
+        raise click.UsageError("say what to load: --demo")
+    from .seed import seed_demo
+
+    app = create_app()
+    with app.app_context():
+        summary = seed_demo()
+    if summary:
+        click.echo("demo data loaded: " + ", ".join(f"{v} {k}" for k, v in summary.items()), err=True)
+    else:
+        click.echo("demo data already present; nothing to do", err=True)
+
+
+@db.command()
+def prune() -> None:
+    """Delete expired tokens and idempotency keys."""
+    from .db import get_session
+    from .services.maintenance import prune_expired
+
+    app = create_app()
+    with app.app_context():
+        counts = prune_expired(get_session())
+    click.echo(", ".join(f"{v} {k} deleted" for k, v in counts.items()), err=True)
+
+
+# -- users ------------------------------------------------------------------
+
+
+@main.group()
+def users() -> None:
+    """User administration."""
+
+
+@users.command("create-admin")
+@click.argument("username")
+@click.option("--email", required=True)
+@click.option("--password", default=None, help="Prompted for when not given.")
+def create_admin(username: str, email: str, password: str | None) -> None:
+    """Create an admin user."""
+    from .common import inputs
+    from .common.auth import hash_password
+    from .db import get_session
+    from .services import users as users_service
+    from .services.errors import Conflict
+
+    if password is None:
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    values = {}
+    for name, check, value in (("username", inputs.username, username), ("email", inputs.email, email),
+                               ("password", inputs.password, password)):
+        try:
+            values[name] = check(value)
+        except ValueError as error:
+            raise click.BadParameter(str(error), param_hint=name) from None
+
+    app = create_app()
+    with app.app_context():
+        session = get_session()
+        try:
+            user = users_service.create_user(
+                session, username=values["username"], email=values["email"],
+                password_hash=hash_password(values["password"]), role="admin",
+            )
+        except Conflict as error:
+            click.echo(f"error: {error.detail} {error.errors}", err=True)
+            sys.exit(1)
+        session.commit()
+        click.echo(f"admin {user.username} created (id {user.id})", err=True)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    os.environ.setdefault("MYAPI_LOG_LEVEL", "INFO")
+    main()

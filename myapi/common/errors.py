@@ -1,0 +1,167 @@
+"""One error shape for every route: ``application/problem+json`` (RFC 9457).
+
+Everything that can go wrong in a request ends in :func:`problem_from_exception`:
+our own :class:`Problem` raises, Werkzeug's HTTP errors (404 for unknown routes,
+405, 413, 415...), flask-restful's ``abort``, database races and outages, and
+unexpected exceptions. ``MyApi.handle_error`` (app.py) and the app's own error
+handlers both call it, so tests (where flask-restful would re-raise) and
+production behave alike. A 500 is logged with its traceback and request_id;
+the client only ever sees a generic message.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+
+import orjson
+from flask import Response, current_app, g, got_request_exception, has_request_context
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.orm.exc import StaleDataError
+from werkzeug.exceptions import HTTPException
+from werkzeug.http import HTTP_STATUS_CODES
+
+from ..services.errors import ServiceError
+
+log = logging.getLogger("myapi.errors")
+
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+
+# Problem types specific to this API; generic HTTP errors use "about:blank".
+VALIDATION = "urn:myapi:problem:validation-error"
+CONFLICT = "urn:myapi:problem:conflict"
+INSUFFICIENT_STOCK = "urn:myapi:problem:insufficient-stock"
+CONCURRENT_UPDATE = "urn:myapi:problem:concurrent-update"
+PRECONDITION_FAILED = "urn:myapi:problem:precondition-failed"
+UNAVAILABLE = "urn:myapi:problem:service-unavailable"
+
+
+class Problem(HTTPException):
+    """An error answer. Raise it anywhere in a request; it becomes problem+json."""
+
+    def __init__(
+        self,
+        status: int,
+        detail: str | None = None,
+        *,
+        title: str | None = None,
+        type: str = "about:blank",
+        errors: dict | list | None = None,
+        headers: dict | None = None,
+        extra: dict | None = None,
+    ):
+        super().__init__(description=detail)
+        self.code = status
+        self.detail = detail
+        self.title = title or HTTP_STATUS_CODES.get(status, "Error")
+        self.type = type
+        self.errors = errors
+        self.extra_headers = dict(headers or {})
+        self.extra = dict(extra or {})
+
+    def get_response(self, environ=None, scope=None) -> Response:  # werkzeug hook
+        return problem_response(self)
+
+
+def validation_problem(errors: dict | list, detail: str = "The request has invalid fields.") -> Problem:
+    return Problem(400, detail, title="Invalid request", type=VALIDATION, errors=errors)
+
+
+def request_id() -> str:
+    """The request's id: the caller's sane ``X-Request-ID`` or a fresh one."""
+    if not has_request_context():
+        return ""
+    if "request_id" not in g:
+        g.request_id = uuid.uuid4().hex
+    return g.request_id
+
+
+def problem_response(problem: Problem) -> Response:
+    body = {
+        "type": problem.type,
+        "title": problem.title,
+        "status": problem.code,
+        "detail": problem.detail or problem.title,
+    }
+    if problem.errors:
+        body["errors"] = problem.errors
+    body.update(problem.extra)
+    body["request_id"] = request_id()
+    response = Response(orjson.dumps(body), status=problem.code, mimetype=PROBLEM_MEDIA_TYPE)
+    for name, value in problem.extra_headers.items():
+        response.headers[name] = value
+    return response
+
+
+def problem_from_exception(error: BaseException) -> Problem:
+    """Translate any exception raised during a request into a Problem."""
+    if isinstance(error, Problem):
+        return error
+    if isinstance(error, HTTPException):
+        return _from_http_exception(error)
+    if isinstance(error, ServiceError):
+        return Problem(error.status, error.detail, title=error.title, type=error.type, errors=error.errors)
+    if isinstance(error, StaleDataError):
+        return Problem(
+            409,
+            "The resource was changed by another request while this one ran; fetch it and try again.",
+            title="Concurrent update",
+            type=CONCURRENT_UPDATE,
+        )
+    if isinstance(error, sa_exc.IntegrityError):
+        # Resources translate the races they expect (duplicate username...)
+        # into precise messages; this is the safety net. Never echo the
+        # database's message: it can contain values and schema details.
+        log.warning("integrity error request_id=%s: %s", request_id(), error.orig)
+        return Problem(409, "The request conflicts with the current state of the data.", type=CONFLICT)
+    if isinstance(error, (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError)) or (
+        isinstance(error, sa_exc.DBAPIError) and error.connection_invalidated
+    ):
+        log.error("database unavailable request_id=%s: %s", request_id(), error)
+        return Problem(
+            503,
+            "The database is not answering; try again shortly.",
+            type=UNAVAILABLE,
+            headers={"Retry-After": "5"},
+        )
+    log.error("unhandled exception request_id=%s", request_id(), exc_info=error)
+    return Problem(500, "An unexpected error occurred. Quote the request_id when you report it.")
+
+
+def _from_http_exception(error: HTTPException) -> Problem:
+    status = error.code or 500
+    detail = error.description
+    data = getattr(error, "data", None)  # flask_restful.abort(..., message=...)
+    errors = None
+    if isinstance(data, dict) and "message" in data:
+        message = data["message"]
+        if isinstance(message, dict):
+            errors, detail = message, "The request has invalid fields."
+        else:
+            detail = str(message)
+    headers = {}
+    if error.response is None:
+        for name, value in error.get_headers():
+            if name.lower() not in {"content-type", "content-length"}:
+                headers[name] = value
+    return Problem(
+        status,
+        detail,
+        title=error.name if status in HTTP_STATUS_CODES else None,
+        errors=errors,
+        headers=headers,
+        type=VALIDATION if errors else "about:blank",
+    )
+
+
+def handle_exception(error: BaseException) -> Response:
+    """The one error path: every route's errors are answered here."""
+    try:
+        problem = problem_from_exception(error)
+        if problem.code >= 500:
+            got_request_exception.send(current_app._get_current_object(), exception=error)
+        return problem_response(problem)
+    except Exception:  # the error path itself must never fail into an HTML page
+        log.exception("error while handling an error")
+        body = {"type": "about:blank", "title": "Internal Server Error", "status": 500}
+        return Response(orjson.dumps(body), status=500, mimetype=PROBLEM_MEDIA_TYPE)

@@ -1,0 +1,587 @@
+"""Input types for reqparse arguments.
+
+Every type here is a callable that takes the raw value of one field and returns
+it converted (a stripped string, an ``int``, a ``Decimal``, an aware UTC
+``datetime``…). The contract, relied upon by :mod:`myapi.common.parsing`:
+
+* A bad value raises ``ValueError`` with a short message a user understands,
+  written to follow the field name: ``"must be a whole number from 1 to 100"``.
+  Nothing else is ever raised, whatever the value: bodies may be JSON, so a
+  type can receive ``int``, ``float``, ``bool``, ``None``, lists and dicts as
+  well as strings (query strings and form bodies are always strings).
+  Messages never echo the value (a password must not end up in a response or
+  a log).
+* The callables accept and ignore extra positional arguments: flask-restful
+  calls ``type(value, name, op)`` first and retries with fewer arguments on
+  ``TypeError``, which would hide real bugs and run a conversion twice.
+* Each type has a ``schema`` attribute, the JSON Schema fragment (a dict) the
+  OpenAPI document shows for the field.
+
+Strings are validated here rather than by the database: SQLite ignores
+``VARCHAR`` lengths and PostgreSQL refuses NUL characters, so both would
+otherwise behave differently on the same input. Lengths are counted in
+characters (code points), as PostgreSQL counts them.
+
+Conventions: ``bool`` is never an integer (``True`` is an ``int`` in Python,
+not in JSON), a float is never a whole number (``2.0`` is refused), and
+numeric strings such as ``"5"`` are accepted for numbers.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Iterable
+from datetime import MAXYEAR, date, datetime, timedelta, timezone
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+__all__ = [
+    "boolean",
+    "category",
+    "choice",
+    "email",
+    "idempotency_key",
+    "int_range",
+    "iso8601_datetime",
+    "iso8601_interval",
+    "money",
+    "page",
+    "password",
+    "per_page",
+    "positive_int",
+    "quantity",
+    "sku",
+    "sort_spec",
+    "text",
+    "user_priority",
+    "username",
+]
+
+UTC = timezone.utc
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+# Characters refused in every string: NUL (PostgreSQL rejects it in text) and
+# lone surrogates (they cannot be encoded to UTF-8 for the database).
+_NUL = "\x00"
+_SURROGATE = re.compile("[\ud800-\udfff]")
+# Control characters refused in single-line strings: C0 except tab, DEL, C1,
+# and the Unicode line and paragraph separators.
+_SINGLE_LINE_CONTROL = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]")
+# Control characters refused in multi-line text: the same, but tab, line feed
+# and carriage return (and the Unicode separators) are allowed.
+_MULTI_LINE_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+
+
+def _input_type(schema: dict[str, Any], name: str | None = None) -> Callable[[Callable], Callable]:
+    """Attach ``schema`` (and optionally a readable name) to an input type."""
+
+    def decorate(function: Callable) -> Callable:
+        function.schema = schema  # type: ignore[attr-defined]
+        if name is not None:
+            function.__name__ = function.__qualname__ = name
+        return function
+
+    return decorate
+
+
+def _string(value: Any, *, multiline: bool = False) -> str:
+    """``value`` as a clean, stripped string, or ValueError."""
+    if not isinstance(value, str):
+        raise ValueError("must be a string")
+    if _NUL in value:
+        raise ValueError("must not contain NUL characters")
+    if _SURROGATE.search(value):
+        raise ValueError("must be valid Unicode text")
+    # Strip first: a stray line break around a one-line value is harmless.
+    value = value.strip()
+    if (_MULTI_LINE_CONTROL if multiline else _SINGLE_LINE_CONTROL).search(value):
+        raise ValueError("must not contain control characters")
+    return value
+
+
+# --- identities ----------------------------------------------------------------
+
+EMAIL_MAX_LENGTH = 254
+# Deliberately simple: one @, no whitespace, a dot inside the domain, and none
+# of the characters that only make sense in quoted or display-name forms.
+_EMAIL = re.compile(r'[^@\s<>()\[\],;:"\\]+@[^@\s<>()\[\],;:"\\.]+(?:\.[^@\s<>()\[\],;:"\\.]+)+')
+
+
+@_input_type({"type": "string", "format": "email", "maxLength": EMAIL_MAX_LENGTH})
+def email(value: Any, *_: Any) -> str:
+    """An email address, stripped and lowercased."""
+    address = _string(value).lower()
+    if len(address) > EMAIL_MAX_LENGTH:
+        raise ValueError(f"must be at most {EMAIL_MAX_LENGTH} characters")
+    if not _EMAIL.fullmatch(address):
+        raise ValueError("must be a valid email address like name@example.com")
+    return address
+
+
+_USERNAME = re.compile(r"[a-z0-9_]{3,32}")
+USERNAME_MESSAGE = "must be 3 to 32 characters of a-z, 0-9 and _"
+
+
+@_input_type({"type": "string", "pattern": "^[a-z0-9_]{3,32}$", "minLength": 3, "maxLength": 32})
+def username(value: Any, *_: Any) -> str:
+    """A username, exactly as given: neither stripped nor lowercased."""
+    if not isinstance(value, str) or not _USERNAME.fullmatch(value):
+        raise ValueError(USERNAME_MESSAGE)
+    return value
+
+
+PASSWORD_MIN_LENGTH = 10
+PASSWORD_MAX_LENGTH = 256
+
+
+@_input_type({
+    "type": "string",
+    "format": "password",
+    "minLength": PASSWORD_MIN_LENGTH,
+    "maxLength": PASSWORD_MAX_LENGTH,
+    "writeOnly": True,
+})
+def password(value: Any, *_: Any) -> str:
+    """A password, returned as given (spaces are part of it). Messages never echo it."""
+    if not isinstance(value, str):
+        raise ValueError("must be a string")
+    if _NUL in value:
+        raise ValueError("must not contain NUL characters")
+    if _SURROGATE.search(value):
+        raise ValueError("must be valid Unicode text")
+    if len(value) < PASSWORD_MIN_LENGTH:
+        raise ValueError(f"must be at least {PASSWORD_MIN_LENGTH} characters")
+    if len(value) > PASSWORD_MAX_LENGTH:
+        raise ValueError(f"must be at most {PASSWORD_MAX_LENGTH} characters")
+    return value
+
+
+# --- numbers -------------------------------------------------------------------
+
+MONEY_MAX = Decimal("9999999.99")
+_CENT = Decimal("0.01")
+# Plain decimal notation only: no exponent, no "NaN"/"Infinity", ASCII digits.
+_MONEY_TEXT = re.compile(r"-?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)")
+MONEY_MESSAGE = "must be an amount like 19.99"
+
+
+@_input_type({
+    "type": "string",
+    "format": "decimal",
+    "pattern": r"^[0-9]{1,7}(\.[0-9]{1,2})?$",
+    "description": "An amount greater than 0 with at most 2 decimal places; a JSON number is accepted too.",
+    "example": "19.99",
+})
+def money(value: Any, *_: Any) -> Decimal:
+    """An amount > 0 with at most two decimal places, as a Decimal quantized to cents."""
+    if isinstance(value, bool):
+        raise ValueError(MONEY_MESSAGE)
+    if isinstance(value, int):
+        amount = Decimal(value)
+    elif isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError(MONEY_MESSAGE)
+        # repr() is the shortest string that round-trips: 19.99 stays 19.99
+        # instead of becoming 19.989999999999998436805981327779591083526611328125.
+        amount = Decimal(repr(value))
+    elif isinstance(value, str):
+        raw = value.strip()
+        if len(raw) > 32 or not _MONEY_TEXT.fullmatch(raw):
+            raise ValueError(MONEY_MESSAGE)
+        amount = Decimal(raw)
+    else:
+        raise ValueError(MONEY_MESSAGE)
+    if amount <= 0:
+        raise ValueError("must be greater than 0")
+    if amount > MONEY_MAX:
+        raise ValueError(f"must be at most {MONEY_MAX}")
+    try:
+        cents = amount.quantize(_CENT)
+    except InvalidOperation:  # pragma: no cover - amount is bounded above, so quantize cannot overflow
+        raise ValueError(MONEY_MESSAGE)
+    if cents != amount:
+        raise ValueError("must have at most 2 decimal places")
+    return cents
+
+
+_INTEGER_TEXT = re.compile(r"[+-]?[0-9]+")
+
+
+def int_range(lo: int, hi: int) -> Callable[..., int]:
+    """A type for whole numbers from ``lo`` to ``hi`` inclusive.
+
+    Accepts ints and numeric strings ("5", " 5 ", "+5"); refuses bools,
+    floats (even 2.0) and anything else.
+    """
+    if isinstance(lo, bool) or isinstance(hi, bool) or not isinstance(lo, int) or not isinstance(hi, int):
+        raise TypeError("int_range bounds must be integers")
+    if lo > hi:
+        raise ValueError("int_range needs lo <= hi")
+    message = f"must be a whole number from {lo} to {hi}"
+
+    @_input_type({"type": "integer", "minimum": lo, "maximum": hi}, name=f"int_range({lo}, {hi})")
+    def convert(value: Any, *_: Any) -> int:
+        if isinstance(value, bool):
+            raise ValueError(message)
+        if isinstance(value, int):
+            number = value
+        elif isinstance(value, str):
+            raw = value.strip()
+            # The length cap keeps int() away from its digit limit; any number
+            # that long is out of range anyway.
+            if len(raw) > 40 or not _INTEGER_TEXT.fullmatch(raw):
+                raise ValueError(message)
+            number = int(raw)
+        else:
+            raise ValueError(message)
+        if not lo <= number <= hi:
+            raise ValueError(message)
+        return number
+
+    return convert
+
+
+positive_int = int_range(1, 2**31 - 1)
+user_priority = int_range(0, 4)
+quantity = int_range(1, 10_000)
+page = int_range(1, 10**6)
+per_page = int_range(1, 100)
+
+
+# --- catalogue -----------------------------------------------------------------
+
+_SKU = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+
+@_input_type({"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._-]*$", "minLength": 1, "maxLength": 64})
+def sku(value: Any, *_: Any) -> str:
+    """A stock-keeping unit, stripped, case kept."""
+    code = _string(value)
+    if not _SKU.fullmatch(code):
+        raise ValueError(
+            "must be 1 to 64 characters of A-Z, a-z, 0-9, '.', '_' and '-', starting with a letter or digit"
+        )
+    return code
+
+
+_CATEGORY = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
+
+
+@_input_type({"type": "string", "pattern": "^[a-z0-9]+(?:-[a-z0-9]+)*$", "minLength": 1, "maxLength": 64})
+def category(value: Any, *_: Any) -> str:
+    """A category slug such as ``garden-tools``, stripped."""
+    slug = _string(value)
+    if len(slug) > 64 or not _CATEGORY.fullmatch(slug):
+        raise ValueError("must be 1 to 64 characters of lowercase words (a-z, 0-9) joined by single hyphens")
+    return slug
+
+
+# --- generic -------------------------------------------------------------------
+
+_TRUE = frozenset({"true", "1", "yes", "on"})
+_FALSE = frozenset({"false", "0", "no", "off"})
+
+
+@_input_type({"type": "boolean"})
+def boolean(value: Any, *_: Any) -> bool:
+    """true/false, also 1/0, yes/no, on/off (any case) and the integers 1 and 0."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str):
+        word = value.strip().lower()
+        if word in _TRUE:
+            return True
+        if word in _FALSE:
+            return False
+    raise ValueError("must be true or false")
+
+
+def text(max_length: int, min_length: int = 0, multiline: bool = False) -> Callable[..., str]:
+    """A type for free text, stripped, of ``min_length`` to ``max_length`` characters.
+
+    Single-line text refuses control characters except tab; multi-line text
+    also allows line breaks. NUL is always refused.
+    """
+    if not 0 <= min_length <= max_length:
+        raise ValueError("text needs 0 <= min_length <= max_length")
+    schema: dict[str, Any] = {"type": "string", "maxLength": max_length}
+    if min_length:
+        schema["minLength"] = min_length
+
+    @_input_type(schema, name=f"text({max_length}, {min_length}, multiline={multiline})")
+    def convert(value: Any, *_: Any) -> str:
+        result = _string(value, multiline=multiline)
+        if len(result) > max_length:
+            raise ValueError(f"must be at most {max_length} characters")
+        if len(result) < min_length:
+            if min_length == 1:
+                raise ValueError("must not be empty")
+            raise ValueError(f"must be at least {min_length} characters")
+        return result
+
+    return convert
+
+
+def choice(*values: str) -> Callable[..., str]:
+    """A type for one of the given strings, matched exactly."""
+    if not values or not all(isinstance(v, str) for v in values):
+        raise TypeError("choice needs one or more strings")
+    allowed = frozenset(values)
+    message = "must be one of: " + ", ".join(values)
+
+    @_input_type({"type": "string", "enum": list(values)}, name=f"choice{values!r}")
+    def convert(value: Any, *_: Any) -> str:
+        if not isinstance(value, str) or value not in allowed:
+            raise ValueError(message)
+        return value
+
+    return convert
+
+
+_IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e](?:[\x20-\x7e]{0,253}[\x21-\x7e])?")
+
+
+@_input_type({
+    "type": "string",
+    "minLength": 1,
+    "maxLength": 255,
+    "pattern": r"^[\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?$",
+})
+def idempotency_key(value: Any, *_: Any) -> str:
+    """1 to 255 printable ASCII characters (spaces only inside), returned as-is."""
+    if not isinstance(value, str) or not _IDEMPOTENCY_KEY.fullmatch(value):
+        raise ValueError("must be 1 to 255 printable ASCII characters")
+    return value
+
+
+# --- sorting -------------------------------------------------------------------
+
+_SORT_KEY = re.compile(r"[a-z_]+")
+SORT_MAX_KEYS = 5
+
+
+def sort_spec(allowed: Iterable[str]) -> Callable[..., list[tuple[str, bool]]]:
+    """A type for sort specifications such as ``-price,name``.
+
+    Returns ``[(key, descending), …]``: ``[("price", True), ("name", False)]``.
+    Keys come from ``allowed`` (any iterable of names, a dict's keys for
+    instance); at most five, each at most once.
+    """
+    if isinstance(allowed, str):
+        raise TypeError("sort_spec needs an iterable of key names, not a string")
+    keys = sorted(set(allowed))
+    if not keys or not all(isinstance(k, str) and _SORT_KEY.fullmatch(k) for k in keys):
+        raise ValueError("sort_spec keys must be non-empty names of a-z and _")
+    known = frozenset(keys)
+    listed = ", ".join(keys)
+    alternatives = "(?:" + "|".join(keys) + ")"
+
+    @_input_type({
+        "type": "string",
+        "pattern": f"^-?{alternatives}(?:,-?{alternatives}){{0,{SORT_MAX_KEYS - 1}}}$",
+        "description": f"Comma-separated keys, '-' first for descending order. Keys: {listed}.",
+        "example": f"-{keys[0]}",
+    }, name=f"sort_spec({listed})")
+    def convert(value: Any, *_: Any) -> list[tuple[str, bool]]:
+        spec = _string(value)
+        if not spec:
+            raise ValueError(f"must name at least one key of: {listed}")
+        # Items are stripped: "+" in a query string decodes to a space, so
+        # "?sort=+price" arrives as " price" and means ascending.
+        items = [item.strip() for item in spec.split(",")]
+        if len(items) > SORT_MAX_KEYS:
+            raise ValueError(f"must have at most {SORT_MAX_KEYS} keys")
+        result: list[tuple[str, bool]] = []
+        seen: set[str] = set()
+        for item in items:
+            descending = item.startswith("-")
+            key = item[1:] if descending else item
+            if not key:
+                raise ValueError("must not have empty keys")
+            if not _SORT_KEY.fullmatch(key):
+                raise ValueError(f"must be comma-separated keys, each with an optional leading '-': {listed}")
+            if key not in known:
+                raise ValueError(f"must use only these keys: {listed}")
+            if key in seen:
+                raise ValueError("must not name a key twice")
+            seen.add(key)
+            result.append((key, descending))
+        return result
+
+    return convert
+
+
+# --- dates and times -----------------------------------------------------------
+
+DATETIME_MESSAGE = "must be an ISO 8601 date-time like 2026-01-02T03:04:05Z or a date like 2026-01-02"
+INTERVAL_MESSAGE = (
+    "must be an ISO 8601 interval like 2026-01-01/2026-01-31, 2026-01-01T00:00Z/P7D, "
+    "or a single year, month or day like 2026, 2026-03 or 2026-03-05"
+)
+RANGE_MESSAGE = "must be between the years 1970 and 9999"
+
+# A calendar date with an optional time of day and UTC offset. A space may
+# replace the "T", and also the "+" of an offset: in a query string an
+# unencoded "+02:00" arrives as " 02:00".
+_DATETIME = re.compile(
+    r"(?P<date>[0-9]{4}-[0-9]{2}-[0-9]{2})"
+    r"(?:[Tt ](?P<hm>[0-9]{2}:[0-9]{2})(?::(?P<s>[0-9]{2})(?:[.,](?P<frac>[0-9]{1,9}))?)?"
+    r"(?P<tz>[Zz]|[+\- ][0-9]{2}(?::?[0-9]{2})?)?)?"
+)
+_MONTH = re.compile(r"([0-9]{4})-([0-9]{2})")
+_YEAR = re.compile(r"[0-9]{4}")
+_DURATION = re.compile(
+    r"P(?:(?P<weeks>[0-9]{1,7})W"
+    r"|(?:(?P<days>[0-9]{1,7})D)?"
+    r"(?:T(?=[0-9])(?:(?P<hours>[0-9]{1,8})H)?(?:(?P<minutes>[0-9]{1,10})M)?(?:(?P<seconds>[0-9]{1,12})S)?)?)",
+    re.IGNORECASE,
+)
+
+
+def _parse_datetime(raw: str) -> tuple[datetime, bool]:
+    """A date or date-time string as an aware UTC datetime, and whether it was a bare date.
+
+    Raises ValueError (with a user message) or OverflowError (near year 9999).
+    """
+    match = _DATETIME.fullmatch(raw)
+    if not match:
+        raise ValueError(DATETIME_MESSAGE)
+    if match["hm"] is None:
+        moment = datetime.combine(date.fromisoformat(match["date"]), datetime.min.time())
+        return moment.replace(tzinfo=UTC), True
+    # Normalize to what datetime.fromisoformat reads on every supported Python:
+    # seconds present, six fraction digits, "+HH:MM" offsets.
+    iso = f"{match['date']}T{match['hm']}:{match['s'] or '00'}"
+    if match["frac"]:
+        iso += "." + match["frac"][:6].ljust(6, "0")
+    tz = match["tz"]
+    if tz:
+        if tz in ("Z", "z"):
+            iso += "+00:00"
+        else:
+            sign = "-" if tz[0] == "-" else "+"
+            digits = tz[1:].replace(":", "")
+            hours, minutes = digits[:2], digits[2:] or "00"
+            if int(hours) > 23 or int(minutes) > 59:
+                raise ValueError("has an invalid UTC offset")
+            iso += f"{sign}{hours}:{minutes}"
+    moment = datetime.fromisoformat(iso)
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC), False  # a naive time is taken as UTC
+    return moment.astimezone(UTC), False
+
+
+def _check_range(*moments: datetime) -> None:
+    if any(moment < EPOCH for moment in moments):
+        raise ValueError(RANGE_MESSAGE)
+
+
+@_input_type({
+    "type": "string",
+    "format": "date-time",
+    "description": "ISO 8601; a missing offset means UTC and a bare date means midnight UTC.",
+    "example": "2026-01-02T03:04:05Z",
+})
+def iso8601_datetime(value: Any, *_: Any) -> datetime:
+    """A date-time (or a date, meaning midnight) as an aware datetime in UTC."""
+    raw = _string(value)
+    if len(raw) > 64:
+        raise ValueError(DATETIME_MESSAGE)
+    try:
+        moment, _is_date = _parse_datetime(raw)
+    except OverflowError:
+        raise ValueError(RANGE_MESSAGE)
+    except ValueError as error:
+        # fromisoformat's own messages ("month must be in 1..12") are terse
+        # but not wrong; keep ours for shapes and wrap theirs.
+        if str(error).startswith(("must ", "has ")):
+            raise
+        raise ValueError(f"is not a valid date-time ({error})")
+    _check_range(moment)
+    return moment
+
+
+def _next_month(year: int, month: int) -> datetime:
+    if not 1 <= month <= 12:
+        raise ValueError("month must be in 1..12")
+    if year + month // 12 > MAXYEAR:
+        raise OverflowError  # the period ends after 9999
+    return datetime(year + month // 12, month % 12 + 1, 1, tzinfo=UTC)
+
+
+def _period(raw: str) -> tuple[datetime, datetime | None]:
+    """The start of a year, month, date or date-time, and the exclusive end of the
+    period it names (None for a date-time, which names an instant)."""
+    if _YEAR.fullmatch(raw):
+        year = int(raw)
+        return datetime(year, 1, 1, tzinfo=UTC), _next_month(year, 12)
+    month_match = _MONTH.fullmatch(raw)
+    if month_match:
+        year, month = int(month_match[1]), int(month_match[2])
+        return datetime(year, month, 1, tzinfo=UTC), _next_month(year, month)
+    start, is_date = _parse_datetime(raw)
+    return start, (start + timedelta(days=1) if is_date else None)
+
+
+def _duration(raw: str) -> timedelta | None:
+    """An ISO 8601 duration in weeks, days, hours, minutes and seconds, or None if ``raw`` is none."""
+    match = _DURATION.fullmatch(raw)
+    if not match or not any(match.groupdict().values()):
+        return None
+    parts = {name: int(number) for name, number in match.groupdict().items() if number}
+    return timedelta(**parts)
+
+
+@_input_type({
+    "type": "string",
+    "description": (
+        "An ISO 8601 interval, start inclusive and end exclusive: start/end (date-times or dates; "
+        "an end date includes that whole day), start/duration or duration/end (durations in W, D, "
+        "H, M, S such as P7D or PT12H), or a single year, month or day (2026, 2026-03, 2026-03-05)."
+    ),
+    "example": "2026-01-01/2026-01-31",
+})
+def iso8601_interval(value: Any, *_: Any) -> tuple[datetime, datetime]:
+    """An interval as ``(start, end)``: aware UTC datetimes, start inclusive, end exclusive."""
+    raw = _string(value)
+    if not raw or len(raw) > 140 or raw.count("/") > 1:
+        raise ValueError(INTERVAL_MESSAGE)
+    try:
+        if "/" not in raw:
+            start, end = _period(raw)
+            if end is None:
+                raise ValueError("must be a period, not a single instant: give start/end or a date")
+        else:
+            first, second = (part.strip() for part in raw.split("/"))
+            if not first or not second:
+                raise ValueError(INTERVAL_MESSAGE)
+            first_duration, second_duration = _duration(first), _duration(second)
+            if first_duration is not None and second_duration is not None:
+                raise ValueError(INTERVAL_MESSAGE)
+            if second_duration is not None:  # start/duration
+                start = _period(first)[0]
+                end = start + second_duration
+            elif first_duration is not None:  # duration/end
+                end_start, end_end = _period(second)
+                end = end_end or end_start
+                start = end - first_duration
+            else:  # start/end; an end date, month or year includes all of it
+                start = _period(first)[0]
+                end_start, end_end = _period(second)
+                end = end_end or end_start
+    except OverflowError:
+        raise ValueError(RANGE_MESSAGE)
+    except ValueError as error:
+        message = str(error)
+        if message == DATETIME_MESSAGE:
+            raise ValueError(INTERVAL_MESSAGE)
+        if message.startswith(("must ", "has ")):
+            raise
+        raise ValueError(f"is not a valid interval ({message})")
+    _check_range(start, end)
+    if end <= start:
+        raise ValueError("must end after it starts")
+    return start, end

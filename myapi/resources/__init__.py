@@ -1,0 +1,1 @@
+"""One module per entity; Resource classes only. The routes are in app.py."""

@@ -1,0 +1,67 @@
+"""Tokens: sign in (POST /tokens) and sign out (DELETE /tokens/current).
+
+Credentials come as HTTP Basic or as ``username`` + ``password`` in the body.
+An unknown user, a wrong password and a deactivated account all answer the
+same 401 after the same password-hash work, so the answer tells an attacker
+nothing about which usernames exist.
+"""
+
+from __future__ import annotations
+
+from flask import request
+from flask_restful import marshal
+
+from ..common.auth import check_password, current_token, issue_token, require_user, revoke_token, unauthorized
+from ..common.fields import API_PREFIX, token_fields
+from ..common.parsing import RequestParser, request_body
+from ..common.representations import JSON
+from ..common.resource import Resource, no_content
+from ..db import get_session
+from ..services import users as users_service
+
+credentials_parser = RequestParser(location="body")
+credentials_parser.add_argument("username", type=str, required=True)
+credentials_parser.add_argument("password", type=str, required=True)
+
+BAD_CREDENTIALS = "Unknown username or wrong password."
+
+
+def credentials() -> tuple[str, str]:
+    basic = request.authorization
+    if basic is not None and basic.type == "basic":
+        return basic.username or "", basic.password or ""
+    if request.headers.get("Authorization"):
+        raise unauthorized("Send HTTP Basic credentials or a JSON body with username and password.", "Basic")
+    if not request_body():
+        raise unauthorized("Send HTTP Basic credentials or a JSON body with username and password.", "Basic")
+    args = credentials_parser.parse_args()
+    return args.username, args.password
+
+
+class TokenList(Resource):
+    media_types = (JSON,)
+
+    def post(self):
+        username, password = credentials()
+        session = get_session()
+        user = users_service.find_by_username(session, username[:64])
+        matches, new_hash = check_password(password[:1024], user.password_hash if user else None)
+        if not (matches and user.is_active):
+            raise unauthorized(BAD_CREDENTIALS, "Basic")
+        if new_hash:  # the stored hash used an outdated scheme or cost
+            user.password_hash = new_hash
+        secret, token = issue_token(session, user)
+        session.commit()
+        body = marshal({"token": secret, "token_type": "Bearer", "expires_at": token.expires_at}, token_fields)
+        return body, 201, {"Location": f"{API_PREFIX}/tokens/current"}
+
+
+class CurrentToken(Resource):
+    media_types = (JSON,)
+
+    def delete(self):
+        require_user()
+        session = get_session()
+        revoke_token(session, current_token().id)
+        session.commit()
+        return no_content()

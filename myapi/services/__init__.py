@@ -1,0 +1,1 @@
+"""Domain operations: the SQL and the business rules. No Flask imports here."""

@@ -1,0 +1,114 @@
+"""The catalogue: product queries and single-product changes."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+
+from sqlalchemy import Select, exists, or_, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from ..models import OrderItem, Product
+from .errors import Conflict
+from .query import Page, apply_sort, like_pattern, paginate
+
+SORT_KEYS = {
+    "id": Product.id,
+    "sku": Product.sku,
+    "name": Product.name,
+    "price": Product.price,
+    "stock": Product.stock,
+    "date_created": Product.date_created,
+    "date_updated": Product.date_updated,
+}
+
+FILTERS = ("category", "q", "min_price", "max_price", "in_stock", "is_available", "updated_since")
+
+
+def filtered(stmt: Select, *, category: str | None = None, q: str | None = None,
+             min_price: Decimal | None = None, max_price: Decimal | None = None,
+             in_stock: bool | None = None, is_available: bool | None = None,
+             updated_since: dt.datetime | None = None) -> Select:
+    """Apply the list filters (shared by the list and the export)."""
+    if category is not None:
+        stmt = stmt.where(Product.category == category)
+    if q:
+        pattern = like_pattern(q)
+        stmt = stmt.where(or_(Product.name.ilike(pattern, escape="\\"), Product.sku.ilike(pattern, escape="\\")))
+    if min_price is not None:
+        stmt = stmt.where(Product.price >= min_price)
+    if max_price is not None:
+        stmt = stmt.where(Product.price <= max_price)
+    if in_stock is True:
+        stmt = stmt.where(Product.stock > 0)
+    elif in_stock is False:
+        stmt = stmt.where(Product.stock == 0)
+    if is_available is not None:
+        stmt = stmt.where(Product.is_available.is_(is_available))
+    if updated_since is not None:
+        stmt = stmt.where(Product.date_updated >= updated_since)
+    return stmt
+
+
+def filtered_sorted(*, sort=None, **filters) -> Select:
+    """The products matching the list filters, in the requested order."""
+    return apply_sort(filtered(select(Product), **filters), sort, SORT_KEYS, Product.id.asc())
+
+
+def list_products(session: Session, *, page: int = 1, per_page: int = 20, **filters) -> Page:
+    return paginate(session, filtered_sorted(**filters), page, per_page)
+
+
+def get_product(session: Session, product_id: int) -> Product | None:
+    return session.get(Product, product_id)
+
+
+def _flush_unique_sku(session: Session, product: Product) -> None:
+    """Flush, answering a duplicate sku (checked first, raced second) with 409."""
+    taken = select(Product.id).where(Product.sku == product.sku)
+    if product.id is not None:
+        taken = taken.where(Product.id != product.id)
+    with session.no_autoflush:  # look before the pending change is written
+        clash = session.scalar(taken)
+    if clash is not None:
+        raise Conflict("A product with this sku exists.", {"sku": "This sku is taken."})
+    try:
+        session.flush()
+    except IntegrityError:
+        session.rollback()
+        raise Conflict("A product with this sku exists.", {"sku": "This sku is taken."}) from None
+
+
+def create_product(session: Session, values: dict) -> Product:
+    product = Product(**values)
+    session.add(product)
+    _flush_unique_sku(session, product)
+    return product
+
+
+def update_product(session: Session, product: Product, changes: dict) -> Product:
+    for name, value in changes.items():
+        setattr(product, name, value)
+    _flush_unique_sku(session, product)
+    return product
+
+
+def delete_product(session: Session, product: Product) -> None:
+    """Delete a product no order mentions; otherwise it must be retired instead."""
+    ordered = session.scalar(select(exists().where(OrderItem.product_id == product.id)))
+    if ordered:
+        raise _in_orders()
+    session.delete(product)
+    try:
+        session.flush()
+    except IntegrityError:  # an order for it committed after our check
+        session.rollback()
+        raise _in_orders() from None
+
+
+def _in_orders() -> Conflict:
+    return Conflict(
+        "This product appears in orders and cannot be deleted; retire it with is_available=false instead.",
+        {"is_available": "Set to false to retire the product."},
+    )

@@ -1,0 +1,49 @@
+"""Query helpers shared by the services: whitelisted sorting and pages."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import Select, func, select
+from sqlalchemy.orm import Session
+
+
+def apply_sort(stmt: Select, spec: Sequence[tuple[str, bool]] | None, columns: Mapping, tiebreak) -> Select:
+    """ORDER BY the whitelisted ``columns`` named in ``spec`` (key, descending).
+
+    The parser already refused unknown keys; looking them up in ``columns``
+    here is the second lock on the door. ``tiebreak`` (the primary key) comes
+    last so pages never overlap or skip rows.
+    """
+    order = []
+    for key, descending in spec or ():
+        column = columns[key]
+        order.append(column.desc() if descending else column.asc())
+    order.append(tiebreak)
+    return stmt.order_by(*order)
+
+
+def like_pattern(text: str) -> str:
+    """A LIKE pattern matching ``text`` anywhere, its own wildcards escaped (ESCAPE '\\')."""
+    return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+@dataclass
+class Page:
+    items: list
+    page: int
+    per_page: int
+    total_items: int
+
+    @property
+    def total_pages(self) -> int:
+        return math.ceil(self.total_items / self.per_page)
+
+
+def paginate(session: Session, stmt: Select, page: int, per_page: int) -> Page:
+    """One page of ``stmt`` plus a COUNT of every matching row: two statements."""
+    total = session.scalar(select(func.count()).select_from(stmt.order_by(None).subquery()))
+    rows = session.scalars(stmt.limit(per_page).offset((page - 1) * per_page)).all()
+    return Page(items=list(rows), page=page, per_page=per_page, total_items=total or 0)

@@ -1,0 +1,114 @@
+"""Users: sign-up, listing, changes and deactivation."""
+
+from __future__ import annotations
+
+from sqlalchemy import Select, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from ..models import Token, User, utcnow
+from .errors import Conflict
+from .query import Page, apply_sort, like_pattern, paginate
+
+SORT_KEYS = {
+    "id": User.id,
+    "username": User.username,
+    "email": User.email,
+    "user_priority": User.user_priority,
+    "date_created": User.date_created,
+}
+
+
+def _duplicates(session: Session, username: str | None, email: str | None, exclude_id: int | None) -> dict:
+    """Field errors for a username or email that another user already has."""
+    conditions = []
+    if username is not None:
+        conditions.append(User.username == username)
+    if email is not None:
+        conditions.append(User.email == email)
+    if not conditions:
+        return {}
+    stmt = select(User.username, User.email).where(or_(*conditions))
+    if exclude_id is not None:
+        stmt = stmt.where(User.id != exclude_id)
+    errors = {}
+    with session.no_autoflush:  # look before the pending change is written
+        taken = session.execute(stmt).all()
+    for taken_username, taken_email in taken:
+        if username is not None and taken_username == username:
+            errors["username"] = "This username is taken."
+        if email is not None and taken_email == email:
+            errors["email"] = "An account with this email exists."
+    return errors
+
+
+def _flush_unique(session: Session, user: User, username, email) -> None:
+    """Flush, turning a unique-constraint race into the same 409 as the pre-check.
+
+    The SELECT before the write gives the friendly answer; the constraint is
+    what makes it true when two requests race (the loser lands here).
+    """
+    errors = _duplicates(session, username, email, user.id)
+    if errors:
+        raise Conflict("A user with these details exists.", errors)
+    try:
+        session.flush()
+    except IntegrityError:
+        session.rollback()
+        errors = _duplicates(session, username, email, user.id) or {"username": "This username is taken."}
+        raise Conflict("A user with these details exists.", errors) from None
+
+
+def create_user(session: Session, *, username: str, email: str, password_hash: str,
+                user_priority: int = 1, role: str = "customer") -> User:
+    user = User(username=username, email=email, password_hash=password_hash,
+                user_priority=user_priority, role=role, is_active=True)
+    session.add(user)
+    _flush_unique(session, user, username, email)
+    return user
+
+
+def get_user(session: Session, user_id: int) -> User | None:
+    return session.get(User, user_id)
+
+
+def find_by_username(session: Session, username: str) -> User | None:
+    return session.scalars(select(User).where(User.username == username)).first()
+
+
+def list_users(session: Session, *, q: str | None = None, role: str | None = None,
+               is_active: bool | None = None, sort=None, page: int = 1, per_page: int = 20) -> Page:
+    stmt: Select = select(User)
+    if q:
+        pattern = like_pattern(q)
+        stmt = stmt.where(or_(User.username.ilike(pattern, escape="\\"), User.email.ilike(pattern, escape="\\")))
+    if role is not None:
+        stmt = stmt.where(User.role == role)
+    if is_active is not None:
+        stmt = stmt.where(User.is_active.is_(is_active))
+    stmt = apply_sort(stmt, sort, SORT_KEYS, User.id.asc())
+    return paginate(session, stmt, page, per_page)
+
+
+def update_user(session: Session, user: User, changes: dict) -> User:
+    """Apply ``changes`` (already validated and authorised) to ``user``."""
+    for name, value in changes.items():
+        setattr(user, name, value)
+    _flush_unique(session, user, changes.get("username"), changes.get("email"))
+    if changes.get("is_active") is False:
+        revoke_tokens(session, user.id)
+    return user
+
+
+def deactivate_user(session: Session, user: User) -> None:
+    """Deactivate, keeping the row and its history; its tokens stop working."""
+    if user.is_active:
+        user.is_active = False
+        session.flush()
+    revoke_tokens(session, user.id)
+
+
+def revoke_tokens(session: Session, user_id: int) -> None:
+    session.execute(
+        update(Token).where(Token.user_id == user_id, Token.revoked_at.is_(None)).values(revoked_at=utcnow())
+    )

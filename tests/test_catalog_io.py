@@ -1,0 +1,236 @@
+"""CSV import (POST /products/import) and streaming export (GET /products/export)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import threading
+from decimal import Decimal
+
+import pytest
+import requests
+from sqlalchemy import func, select
+
+from myapi.models import Product
+
+API = "/api/v1"
+HEADER = "sku,name,description,category,price,stock,is_available\r\n"
+
+
+def csv_post(client, account, body: str | bytes, query: str = ""):
+    data = body.encode("utf-8") if isinstance(body, str) else body
+    return client.post(f"{API}/products/import{query}", data=data, content_type="text/csv",
+                       headers=account.headers)
+
+
+def product_count(db_session) -> int:
+    return db_session.scalar(select(func.count()).select_from(Product))
+
+
+def good_file(n: int = 3, start: int = 1) -> str:
+    rows = [f"SKU-{i:05d},Product {i},Nice,cat-{i % 3},{i}.25,{i * 2},true\r\n" for i in range(start, start + n)]
+    return HEADER + "".join(rows)
+
+
+# -- import ---------------------------------------------------------------------
+
+
+def test_import_creates_products(client, admin, db_session):
+    response = csv_post(client, admin, good_file(3))
+    assert response.status_code == 200, response.get_json()
+    assert response.get_json() == {"created": 3, "updated": 0, "rows": 3, "dry_run": False}
+    product = db_session.scalars(select(Product).where(Product.sku == "SKU-00002")).one()
+    assert product.price == Decimal("2.25") and product.stock == 4 and product.category == "cat-2"
+
+
+def test_import_upserts_by_sku_and_bumps_versions(client, admin, db_session):
+    csv_post(client, admin, good_file(3))
+    response = csv_post(client, admin, HEADER + "SKU-00002,Renamed,,cat-9,9.99,1,false\r\n"
+                        + "SKU-00009,New one,,cat-1,1.00,1,\r\n")
+    assert response.get_json() == {"created": 1, "updated": 1, "rows": 2, "dry_run": False}
+    product = db_session.scalars(select(Product).where(Product.sku == "SKU-00002")).one()
+    assert (product.name, product.price, product.is_available, product.version) == (
+        "Renamed", Decimal("9.99"), False, 2)
+    assert product_count(db_session) == 4
+
+
+def test_import_with_bad_rows_lists_every_one_and_writes_nothing(client, admin, db_session):
+    body = (HEADER
+            + "SKU-1,Good,,tea,1.00,1,true\r\n"
+            + "bad sku,Bad,,tea,1.00,1,true\r\n"
+            + "SKU-3,,,Not A Slug,0,-1,maybe\r\n"
+            + "SKU-4,Short row\r\n")
+    response = csv_post(client, admin, body)
+    assert response.status_code == 400
+    problem = response.get_json()
+    assert problem["error_count"] == 7
+    fields = [(e["row"], e["field"]) for e in problem["errors"]]
+    assert fields == [(3, "sku"), (4, "name"), (4, "category"), (4, "price"), (4, "stock"),
+                      (4, "is_available"), (5, "*")]
+    assert product_count(db_session) == 0
+
+
+def test_import_error_list_is_capped_but_counted(client, admin, db_session):
+    body = HEADER + "".join(f"SKU-{i},Name,,tea,0,1,true\r\n" for i in range(150))
+    problem = csv_post(client, admin, body).get_json()
+    assert problem["error_count"] == 150 and len(problem["errors"]) == 100
+    assert product_count(db_session) == 0
+
+
+def test_a_bad_row_after_many_good_batches_still_writes_nothing(client, admin, db_session):
+    body = good_file(2500) + "SKU-LAST,Name,,tea,free,1,true\r\n"
+    response = csv_post(client, admin, body)
+    assert response.status_code == 400
+    assert response.get_json()["errors"] == [{"row": 2502, "field": "price",
+                                             "message": response.get_json()["errors"][0]["message"]}]
+    assert product_count(db_session) == 0
+
+
+def test_dry_run_validates_and_counts_but_writes_nothing(client, admin, db_session):
+    response = csv_post(client, admin, good_file(5), "?dry_run=true")
+    assert response.status_code == 200
+    assert response.get_json() == {"created": 5, "updated": 0, "rows": 5, "dry_run": True}
+    assert product_count(db_session) == 0
+
+
+def test_multipart_upload(client, admin, db_session):
+    response = client.post(f"{API}/products/import", headers=admin.headers,
+                           data={"file": (io.BytesIO(good_file(2).encode()), "products.csv")},
+                           content_type="multipart/form-data")
+    assert response.status_code == 200, response.get_json()
+    assert product_count(db_session) == 2
+
+
+def test_multipart_without_a_file_is_400(client, admin):
+    response = client.post(f"{API}/products/import", headers=admin.headers, data={"other": "x"},
+                           content_type="multipart/form-data")
+    assert response.status_code == 400
+    assert "file" in response.get_json()["errors"]
+
+
+def test_byte_order_mark_is_tolerated(client, admin, db_session):
+    response = csv_post(client, admin, b"\xef\xbb\xbf" + good_file(1).encode())
+    assert response.status_code == 200, response.get_json()
+    assert product_count(db_session) == 1
+
+
+def test_columns_in_any_order_and_optional_columns_left_out(client, admin, db_session):
+    response = csv_post(client, admin, "price,stock,sku,category,name\r\n2.00,3,AB-1,tea,Tea\r\n")
+    assert response.status_code == 200
+    product = db_session.scalars(select(Product)).one()
+    assert product.description == "" and product.is_available is True
+
+
+@pytest.mark.parametrize("body,key", [
+    ("", None),
+    ("sku,name,category,price\r\nA,B,tea,1.00,\r\n", "stock"),
+    ("sku,name,category,price,stock,colour\r\nA,B,tea,1.00,1,red\r\n", "colour"),
+    (HEADER, None),
+])
+def test_bad_files_are_400(client, admin, db_session, body, key):
+    response = csv_post(client, admin, body)
+    assert response.status_code == 400
+    assert response.mimetype == "application/problem+json"
+    if key:
+        assert key in response.get_json()["errors"]
+    assert product_count(db_session) == 0
+
+
+def test_not_utf8_is_400(client, admin, db_session):
+    response = csv_post(client, admin, HEADER.encode() + "SKU-1,Caf\u00e9,,tea,1.00,1,true\r\n".encode("latin-1"))
+    assert response.status_code == 400
+    assert product_count(db_session) == 0
+
+
+def test_import_is_admin_only_and_csv_only(client, customer, admin, db_session):
+    assert csv_post(client, customer, good_file(1)).status_code == 403
+    response = client.post(f"{API}/products/import", data=good_file(1), content_type="application/json",
+                           headers=admin.headers)
+    assert response.status_code == 415
+    assert product_count(db_session) == 0
+
+
+def test_oversized_import_is_413(app, admin, db_session):
+    app.config["MAX_IMPORT_BYTES"] = 1000
+    response = csv_post(app.test_client(), admin, good_file(100))
+    assert response.status_code == 413
+    assert response.mimetype == "application/problem+json"
+    assert product_count(db_session) == 0
+
+
+def test_concurrent_imports_of_the_same_skus(live_server, admin, db_session):
+    results = []
+    barrier = threading.Barrier(2)
+    body = good_file(3000)
+
+    def upload():
+        barrier.wait()
+        response = requests.post(f"{live_server}{API}/products/import", data=body.encode(), timeout=120,
+                                 headers={**admin.headers, "Content-Type": "text/csv"})
+        results.append((response.status_code, response.json()))
+
+    threads = [threading.Thread(target=upload) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(code for code, _ in results) == [200, 200]
+    assert sorted((r["created"], r["updated"]) for _, r in results) == [(0, 3000), (3000, 0)]
+    assert product_count(db_session) == 3000
+    versions = set(db_session.scalars(select(Product.version)))
+    assert versions == {2}
+
+
+# -- export ---------------------------------------------------------------------
+
+
+@pytest.fixture
+def imported(client, admin):
+    body = good_file(30) + "EVIL-1,=cmd|' /C calc'!A0,@SUM(1),cat-1,1.00,1,true\r\n"
+    assert csv_post(client, admin, body).status_code == 200
+
+
+def test_export_csv_streams_every_matching_row(live_server, imported):
+    response = requests.get(f"{live_server}{API}/products/export?format=csv&category=cat-1", stream=True,
+                            timeout=30)
+    assert response.status_code == 200
+    assert response.headers["Content-Type"].startswith("text/csv")
+    assert response.headers["Content-Disposition"].startswith('attachment; filename="products-')
+    assert response.headers["Content-Disposition"].endswith('.csv"')
+    assert "Content-Length" not in response.headers  # streamed
+    rows = list(csv.DictReader(io.StringIO(response.content.decode("utf-8"))))
+    assert len(rows) == 11
+    assert list(rows[0]) == ["id", "sku", "name", "description", "category", "price", "stock", "is_available",
+                             "date_created", "date_updated", "links.self"]
+    evil = next(r for r in rows if r["sku"] == "EVIL-1")
+    assert evil["name"].startswith("'=") and evil["description"] == "'@SUM(1)"
+
+
+def test_export_ndjson(live_server, imported):
+    response = requests.get(f"{live_server}{API}/products/export", headers={"Accept": "application/x-ndjson"},
+                            stream=True, timeout=30)
+    assert response.headers["Content-Type"] == "application/x-ndjson"
+    lines = [json.loads(line) for line in response.iter_lines() if line]
+    assert len(lines) == 31
+    assert lines[0]["sku"] == "SKU-00001" and lines[0]["price"] == "1.25"
+
+
+def test_export_json_array_with_filters_and_sort(live_server, imported):
+    response = requests.get(f"{live_server}{API}/products/export?sort=-price&max_price=5", timeout=30)
+    assert response.headers["Content-Type"] == "application/json"
+    data = response.json()
+    assert [p["sku"] for p in data] == ["SKU-00004", "SKU-00003", "SKU-00002", "SKU-00001", "EVIL-1"]
+
+
+def test_export_of_nothing_is_an_empty_document(client):
+    with client.get(f"{API}/products/export") as response:
+        assert response.get_json() == []
+    with client.get(f"{API}/products/export?format=csv") as response:
+        assert response.data.decode().startswith("id,sku,")
+
+
+def test_export_rejects_bad_filters_before_streaming(client):
+    response = client.get(f"{API}/products/export?min_price=cheap")
+    assert response.status_code == 400
+    assert response.mimetype == "application/problem+json"
