@@ -22,7 +22,9 @@ from .common.representations import render
 from .config import load_config
 from .db import init_app as init_db
 from .resources.health import Health
+from .resources.orders import Order, OrderExport, OrderList
 from .resources.products import Product, ProductExport, ProductImport, ProductList
+from .resources.reports import MonthlyRevenue, RevenueByCategory, TopCustomers
 from .resources.tokens import CurrentToken, TokenList
 from .resources.users import CurrentUser, User, UserList
 
@@ -58,6 +60,14 @@ def register_routes(api: Api) -> None:
     api.add_resource(ProductImport, "/products/import")
     api.add_resource(ProductExport, "/products/export")
     api.add_resource(Product, "/products/<int:product_id>")
+
+    api.add_resource(OrderList, "/orders")
+    api.add_resource(OrderExport, "/orders/export")
+    api.add_resource(Order, "/orders/<int:order_id>")
+
+    api.add_resource(TopCustomers, "/reports/top-customers")
+    api.add_resource(RevenueByCategory, "/reports/revenue-by-category")
+    api.add_resource(MonthlyRevenue, "/reports/monthly-revenue")
 
 
 def create_app(config: dict | None = None) -> Flask:

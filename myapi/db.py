@@ -100,6 +100,13 @@ def get_session() -> Session:
     return g.db_session
 
 
+def commit_session() -> None:
+    """Commit the request's session, if the request opened one."""
+    session = g.get("db_session")
+    if session is not None:
+        session.commit()
+
+
 def stream_session() -> Session:
     """A session owned by a streamed response body, not by the request.
 

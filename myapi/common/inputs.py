@@ -46,6 +46,7 @@ __all__ = [
     "iso8601_datetime",
     "iso8601_interval",
     "money",
+    "order_items",
     "page",
     "password",
     "per_page",
@@ -244,7 +245,8 @@ def int_range(lo: int, hi: int) -> Callable[..., int]:
 
 positive_int = int_range(1, 2**31 - 1)
 user_priority = int_range(0, 4)
-quantity = int_range(1, 10_000)
+QUANTITY_MAX = 10_000
+quantity = int_range(1, QUANTITY_MAX)
 page = int_range(1, 10**6)
 per_page = int_range(1, 100)
 
@@ -585,3 +587,59 @@ def iso8601_interval(value: Any, *_: Any) -> tuple[datetime, datetime]:
     if end <= start:
         raise ValueError("must end after it starts")
     return start, end
+
+
+# --- orders ----------------------------------------------------------------------
+
+ORDER_MAX_LINES = 50
+ORDER_ITEM_KEYS = frozenset({"product_id", "quantity"})
+
+
+@_input_type(
+    {
+        "type": "array",
+        "minItems": 1,
+        "maxItems": ORDER_MAX_LINES,
+        "items": {
+            "type": "object",
+            "required": ["product_id", "quantity"],
+            "additionalProperties": False,
+            "properties": {"product_id": positive_int.schema, "quantity": quantity.schema},
+        },
+    },
+    name="order_items",
+)
+def order_items(value: Any, *_: Any) -> list[tuple[int, int]]:
+    """An order's lines as ``[(product_id, quantity), ...]``, one per product.
+
+    The same product given twice is merged into one line (its quantities
+    added), so a basket that lists an item twice still orders what it says;
+    the merged quantity must still be at most 10000. Lines keep the order of
+    each product's first appearance.
+    """
+    if not isinstance(value, list):
+        raise ValueError("must be a list of {product_id, quantity} objects")
+    if not 1 <= len(value) <= ORDER_MAX_LINES:
+        raise ValueError(f"must have 1 to {ORDER_MAX_LINES} items")
+    merged: dict[int, int] = {}
+    for index, line in enumerate(value):
+        if not isinstance(line, dict):
+            raise ValueError(f"item {index}: must be an object with product_id and quantity")
+        missing = sorted(ORDER_ITEM_KEYS - line.keys())
+        unknown = sorted(str(key)[:40] for key in line.keys() - ORDER_ITEM_KEYS)
+        if missing:
+            raise ValueError(f"item {index}: {', '.join(missing)} is required")
+        if unknown:
+            raise ValueError(f"item {index}: unknown field {', '.join(unknown)}")
+        try:
+            product_id = positive_int(line["product_id"])
+        except ValueError as error:
+            raise ValueError(f"item {index}: product_id {error}") from None
+        try:
+            amount = quantity(line["quantity"])
+        except ValueError as error:
+            raise ValueError(f"item {index}: quantity {error}") from None
+        merged[product_id] = merged.get(product_id, 0) + amount
+        if merged[product_id] > QUANTITY_MAX:
+            raise ValueError(f"item {index}: product {product_id} is ordered more than {QUANTITY_MAX} times in all")
+    return list(merged.items())

@@ -10,19 +10,50 @@ a concurrent change makes the UPDATE match no row and the request answers 409.
 from __future__ import annotations
 
 import flask_restful
-from flask import Response, g, request
+from flask import Response, current_app, g, request
+from flask_restful.utils import unpack
+from werkzeug.wrappers import Response as ResponseBase
 
+from ..db import SAFE_METHODS, commit_session
 from .errors import PRECONDITION_FAILED, Problem
-from .representations import CSV, JSON, negotiate
+from .idempotency import HEADER as IDEMPOTENCY_HEADER
+from .idempotency import run_idempotent
+from .representations import CSV, JSON, negotiate, render
 
 
 class Resource(flask_restful.Resource):
+    """A resource whose writes are one unit of work.
+
+    The media type is negotiated before the method runs (406 first). Methods
+    never commit: a write that returns a success is committed here, after
+    the body has been built; an exception or an error answer rolls it back.
+    POSTs honour ``Idempotency-Key`` unless ``idempotent_post`` is False.
+    """
+
     #: What this resource can produce; the first is the default.
     media_types: tuple[str, ...] = (JSON, CSV)
+    #: Whether POST honours the Idempotency-Key header.
+    idempotent_post: bool = True
+    #: The config key of a larger body limit than MAX_CONTENT_LENGTH, if any.
+    max_body_setting: str | None = None
 
     def dispatch_request(self, *args, **kwargs):
         g.media_type = negotiate(self.media_types)
-        return super().dispatch_request(*args, **kwargs)
+        if self.max_body_setting:
+            request.max_content_length = current_app.config[self.max_body_setting]
+        if request.method in SAFE_METHODS:
+            return super().dispatch_request(*args, **kwargs)
+
+        def produce() -> Response:
+            result = super(Resource, self).dispatch_request(*args, **kwargs)
+            return result if isinstance(result, ResponseBase) else render(*unpack(result))
+
+        if request.method == "POST" and self.idempotent_post and IDEMPOTENCY_HEADER in request.headers:
+            return run_idempotent(produce)
+        response = produce()
+        if response.status_code < 400:
+            commit_session()
+        return response
 
 
 def etag(version: int) -> str:

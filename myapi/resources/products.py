@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 
-from flask import current_app, request
+from flask import request
 from flask_restful import marshal
 
 from ..common import inputs
@@ -85,7 +85,7 @@ class ProductList(Resource):
         args = create_parser.parse_args()
         session = get_session()
         product = products_service.create_product(session, dict(args))
-        session.commit()
+
         return item(marshal(product, product_fields), product.version, 201,
                     {"Location": product_location(product)})
 
@@ -107,7 +107,7 @@ class Product(Resource):
         check_if_match(product.version)
         session = get_session()
         products_service.delete_product(session, product)
-        session.commit()
+
         return no_content()
 
     @staticmethod
@@ -118,7 +118,7 @@ class Product(Resource):
         check_if_match(product.version)
         session = get_session()
         products_service.update_product(session, product, changes)
-        session.commit()
+
         return item(marshal(product, product_fields), product.version)
 
 
@@ -137,7 +137,6 @@ IMPORT_RULES = {
 
 def csv_upload() -> io.TextIOBase:
     """The uploaded CSV as a text stream: a text/csv body or a multipart ``file``."""
-    request.max_content_length = current_app.config["MAX_IMPORT_BYTES"]
     if request.mimetype == "text/csv":
         raw = request.stream
     elif request.mimetype == "multipart/form-data":
@@ -157,6 +156,7 @@ def csv_upload() -> io.TextIOBase:
 
 class ProductImport(Resource):
     media_types = (JSON,)
+    max_body_setting = "MAX_IMPORT_BYTES"
 
     def post(self):
         require_admin()
@@ -176,9 +176,7 @@ class ProductImport(Resource):
                 extra={"error_count": result.error_count},
             )
         if args.dry_run:
-            session.rollback()
-        else:
-            session.commit()
+            session.rollback()  # validated and counted; nothing is kept
         return {"created": result.created, "updated": result.updated, "rows": result.rows,
                 "dry_run": args.dry_run}
 

@@ -40,6 +40,7 @@ def credentials() -> tuple[str, str]:
 
 class TokenList(Resource):
     media_types = (JSON,)
+    idempotent_post = False  # a sign-in creates a fresh secret every time, by design
 
     def post(self):
         username, password = credentials()
@@ -51,7 +52,7 @@ class TokenList(Resource):
         if new_hash:  # the stored hash used an outdated scheme or cost
             user.password_hash = new_hash
         secret, token = issue_token(session, user)
-        session.commit()
+
         body = marshal({"token": secret, "token_type": "Bearer", "expires_at": token.expires_at}, token_fields)
         return body, 201, {"Location": f"{API_PREFIX}/tokens/current"}
 
@@ -63,5 +64,5 @@ class CurrentToken(Resource):
         require_user()
         session = get_session()
         revoke_token(session, current_token().id)
-        session.commit()
+
         return no_content()

@@ -82,7 +82,7 @@ class UserList(Resource):
             password_hash=hash_password(args.password),
             user_priority=args.user_priority,
         )
-        session.commit()
+
         return item(marshal(user, user_fields), user.version, 201, {"Location": user_location(user)})
 
 
@@ -103,7 +103,7 @@ class User(Resource):
         check_if_match(user.version)
         session = get_session()
         users_service.deactivate_user(session, user)
-        session.commit()
+
         return no_content()
 
     @staticmethod
@@ -121,7 +121,7 @@ class User(Resource):
             changes["password_hash"] = hash_password(changes.pop("password"))
         session = get_session()
         users_service.update_user(session, user, changes)
-        session.commit()
+
         return item(marshal(user, user_fields), user.version)
 
 

@@ -1,0 +1,95 @@
+"""The HTTP side of ``Idempotency-Key`` (the protocol is in services/idempotency.py).
+
+Every POST that creates data honours the header (``Resource.idempotent_post``;
+POST /tokens opts out). The request's digest covers the method, path, query,
+content type and the raw body; the body is spooled through a temporary file
+while it is hashed (in memory up to 1 MiB), so a large CSV import stays
+streamed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tempfile
+from collections.abc import Callable
+
+from flask import Response, request
+
+from ..db import get_db, get_session
+from ..services import idempotency
+from . import inputs
+from .auth import current_user
+from .errors import validation_problem
+
+HEADER = "Idempotency-Key"
+REPLAYED = "Idempotent-Replayed"
+STORED_HEADERS = ("Content-Type", "Location", "ETag")
+CHUNK = 64 * 1024
+
+
+def idempotency_key() -> str:
+    try:
+        return inputs.idempotency_key(request.headers.get(HEADER, ""))
+    except ValueError as error:
+        raise validation_problem({HEADER: str(error)}) from None
+
+
+def request_digest() -> str:
+    digest = hashlib.sha256()
+    for part in (request.method, request.path, request.query_string.decode("latin-1"), request.mimetype or ""):
+        digest.update(part.encode("utf-8", "replace") + b"\0")
+    spool = tempfile.SpooledTemporaryFile(max_size=1024 * 1024)  # noqa: SIM115 (handed to the request)
+    stream = request.stream  # bounded by max_content_length: 413 past it
+    while chunk := stream.read(CHUNK):
+        digest.update(chunk)
+        spool.write(chunk)
+    spool.seek(0)
+    request.stream = spool  # the resource reads the same bytes again
+    return digest.hexdigest()
+
+
+def replay(stored: idempotency.StoredResponse) -> Response:
+    response = Response(stored.body, status=stored.status)
+    for name, value in stored.headers.items():
+        response.headers[name] = value
+    response.headers[REPLAYED] = "true"
+    return response
+
+
+def run_idempotent(produce: Callable[[], Response]) -> Response:
+    """Run ``produce`` (the resource method, not committed) at most once per key."""
+    key = idempotency_key()
+    user = current_user()  # an invalid token is a 401 before anything is claimed
+    scope = f"user:{user.id}" if user else "anonymous"
+    digest = request_digest()
+    session = get_session()
+    session.commit()  # end the auth read: on SQLite it holds the write lock the claim needs
+    database = get_db()
+    with database.session(write=True) as claim_session:
+        claim = idempotency.claim(claim_session, scope=scope, key=key, method=request.method,
+                                  path=request.path, digest=digest)
+    if claim.replay is not None:
+        return replay(claim.replay)
+
+    def give_back() -> None:
+        with database.session(write=True) as release_session:
+            idempotency.release(release_session, claim.id)
+
+    try:
+        response = produce()
+        if response.status_code >= 400:
+            session.rollback()
+            give_back()
+            return response
+        stored = idempotency.StoredResponse(
+            status=response.status_code,
+            headers={name: response.headers[name] for name in STORED_HEADERS if name in response.headers},
+            body=response.get_data(as_text=True),
+        )
+        idempotency.record(session, claim.id, stored)
+        session.commit()  # the work and its stored answer, together
+    except BaseException:
+        session.rollback()
+        give_back()
+        raise
+    return response

@@ -1,0 +1,164 @@
+"""Orders: placement that never oversells, reading, and status transitions.
+
+Placement is one transaction. The product rows are locked in id order
+(``SELECT ... FOR UPDATE`` on PostgreSQL; on SQLite the request's
+``BEGIN IMMEDIATE`` already serialises writers), then availability and stock
+are checked, stock is decremented, prices are snapshotted and the total is
+computed with Decimal. Locking in one global order means two orders for
+overlapping products queue instead of deadlocking. The ``stock >= 0`` CHECK is
+the last line of defence: even a bug here could not sell what is not there.
+
+Cancelling a pending or paid order restocks its lines in the same
+transaction as the status change.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from decimal import Decimal
+
+from sqlalchemy import Select, select
+from sqlalchemy.orm import Session, selectinload
+
+from ..models import CENT, Order, OrderItem, Product, User
+from .errors import Conflict, NotFound, PermissionDenied, ServiceError
+from .query import Page, apply_sort, paginate
+
+SORT_KEYS = {
+    "id": Order.id,
+    "date_created": Order.date_created,
+    "total_amount": Order.total_amount,
+    "status": Order.status,
+}
+
+# (from, to) -> who may do it
+TRANSITIONS = {
+    ("pending", "paid"): "admin",
+    ("paid", "shipped"): "admin",
+    ("shipped", "completed"): "admin",
+    ("pending", "cancelled"): "owner",
+    ("paid", "cancelled"): "owner",
+}
+ADMIN_ONLY_TARGETS = {"paid", "shipped", "completed"}
+RESTOCKING_TARGETS = {"cancelled"}
+
+
+class InsufficientStock(Conflict):
+    type = "urn:myapi:problem:insufficient-stock"
+
+
+class UnknownProducts(ServiceError):
+    type = "urn:myapi:problem:validation-error"
+    title = "Invalid request"
+
+
+def _lock_products(session: Session, product_ids: Sequence[int]) -> dict[int, Product]:
+    """Load (and on PostgreSQL lock) the products, always in id order."""
+    stmt = select(Product).where(Product.id.in_(sorted(product_ids))).order_by(Product.id)
+    if session.get_bind().dialect.name == "postgresql":
+        stmt = stmt.with_for_update()
+    return {product.id: product for product in session.scalars(stmt)}
+
+
+def place_order(session: Session, user: User, lines: Sequence[tuple[int, int]], shipping_address: str) -> Order:
+    """Place an order for ``lines`` of (product_id, quantity), ids distinct.
+
+    Raises UnknownProducts (400) for ids that do not exist, Conflict (409)
+    for unavailable products and InsufficientStock (409) naming every short
+    line; in each case nothing was written.
+    """
+    products = _lock_products(session, [product_id for product_id, _ in lines])
+
+    unknown = [product_id for product_id, _ in lines if product_id not in products]
+    if unknown:
+        raise UnknownProducts(
+            "Some products do not exist.",
+            [{"product_id": pid, "field": "product_id", "message": "No such product."} for pid in unknown],
+        )
+    unavailable = [pid for pid, _ in lines if not products[pid].is_available]
+    if unavailable:
+        raise Conflict(
+            "Some products are not available for sale.",
+            [{"product_id": pid, "field": "product_id", "message": "This product is not available."}
+             for pid in unavailable],
+        )
+    short = [
+        {"product_id": pid, "field": "quantity", "requested": quantity, "available": products[pid].stock,
+         "message": f"Only {products[pid].stock} in stock."}
+        for pid, quantity in lines
+        if products[pid].stock < quantity
+    ]
+    if short:
+        raise InsufficientStock("Not enough stock for some items; nothing was ordered.", short)
+
+    order = Order(user_id=user.id, status="pending", shipping_address=shipping_address)
+    total = Decimal("0.00")
+    for product_id, quantity in lines:
+        product = products[product_id]
+        product.stock -= quantity
+        order.items.append(OrderItem(product_id=product_id, product_name=product.name,
+                                     quantity=quantity, unit_price=product.price))
+        total += product.price * quantity
+    order.total_amount = total.quantize(CENT)
+    session.add(order)
+    session.flush()
+    return order
+
+
+def _with_items(stmt: Select) -> Select:
+    return stmt.options(selectinload(Order.items))
+
+
+def get_order(session: Session, order_id: int, *, for_update: bool = False) -> Order | None:
+    stmt = _with_items(select(Order).where(Order.id == order_id))
+    if for_update and session.get_bind().dialect.name == "postgresql":
+        stmt = stmt.with_for_update(of=Order)
+    return session.scalars(stmt).first()
+
+
+def visible_order(session: Session, user: User, order_id: int, *, for_update: bool = False) -> Order:
+    """The order if ``user`` owns it or is an admin; NotFound otherwise (no existence leak)."""
+    order = get_order(session, order_id, for_update=for_update)
+    if order is None or (order.user_id != user.id and not user.is_admin):
+        raise NotFound(f"No order {order_id}.")
+    return order
+
+
+def filtered(user: User, *, status: str | None = None, user_id: int | None = None,
+             created: tuple[dt.datetime, dt.datetime] | None = None, sort=None) -> Select:
+    """Orders ``user`` may see, filtered and sorted (items loaded in one more query)."""
+    stmt = select(Order)
+    if not user.is_admin:
+        stmt = stmt.where(Order.user_id == user.id)
+    elif user_id is not None:
+        stmt = stmt.where(Order.user_id == user_id)
+    if status is not None:
+        stmt = stmt.where(Order.status == status)
+    if created is not None:
+        start, end = created
+        stmt = stmt.where(Order.date_created >= start, Order.date_created < end)
+    return _with_items(apply_sort(stmt, sort, SORT_KEYS, Order.id.asc()))
+
+
+def list_orders(session: Session, user: User, *, page: int = 1, per_page: int = 20, **filters) -> Page:
+    return paginate(session, filtered(user, **filters), page, per_page)
+
+
+def change_status(session: Session, user: User, order: Order, target: str) -> Order:
+    """Move ``order`` to ``target`` if the transition is legal and ``user`` may make it."""
+    if target in ADMIN_ONLY_TARGETS and not user.is_admin:
+        raise PermissionDenied(f"Only an admin may mark an order {target}.")
+    if (order.status, target) not in TRANSITIONS:
+        raise Conflict(
+            f"An order cannot go from {order.status} to {target}.",
+            {"status": f"Allowed from {order.status}: "
+                       + (", ".join(t for (f, t) in TRANSITIONS if f == order.status) or "nothing (final)")},
+        )
+    if target in RESTOCKING_TARGETS:
+        products = _lock_products(session, [item.product_id for item in order.items])
+        for item in order.items:
+            products[item.product_id].stock += item.quantity
+    order.status = target
+    session.flush()
+    return order
