@@ -232,7 +232,7 @@ def test_put_replaces_and_patch_changes_parts(client, admin, catalogue, db_sessi
     assert response.headers["ETag"] == '"v2"'
     response = client.patch(f"{API}/products/1", json={"price": "6.10"}, headers=admin.headers)
     assert response.get_json()["price"] == "6.10" and response.get_json()["name"] == "Sencha"
-    db_session.expire_all()
+    db_session.rollback()  # end the read snapshot, expire everything
     assert db_session.get(Product, 1).price == Decimal("6.10")
 
 
@@ -263,7 +263,7 @@ def test_stale_if_match_is_412_and_writes_nothing(client, admin, catalogue, db_s
         response = getattr(client, method)(f"{API}/products/1", json=product_body(stock=1),
                                            headers={**admin.headers, "If-Match": etag})
         assert response.status_code == 412, method
-    db_session.expire_all()
+    db_session.rollback()  # end the read snapshot, expire everything
     assert db_session.get(Product, 1).stock == 9
 
 
@@ -282,7 +282,7 @@ def test_concurrent_writers_never_lose_an_update(app, admin, catalogue, db_sessi
         second.commit()
     first.close()
     second.close()
-    db_session.expire_all()
+    db_session.rollback()  # end the read snapshot, expire everything
     assert db_session.get(Product, 1).stock == 1
 
 
@@ -305,7 +305,7 @@ def test_racing_patches_through_http_give_409_not_a_lost_update(live_server, adm
         thread.join()
     assert results.count(200) == 1
     assert all(code in (409, 412) for code in results if code != 200)
-    db_session.expire_all()
+    db_session.rollback()  # end the read snapshot, expire everything
     assert db_session.get(Product, 1).version == 2
 
 
