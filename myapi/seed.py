@@ -7,6 +7,7 @@ in the README.
 
 from __future__ import annotations
 
+import datetime as dt
 import random
 from decimal import Decimal
 
@@ -14,7 +15,7 @@ from sqlalchemy import func, select
 
 from .common.auth import hash_password
 from .db import get_session
-from .models import Product, User
+from .models import CENT, Order, OrderItem, Product, User, utcnow
 from .services import users as users_service
 
 DEMO_ADMIN = ("admin", "admin@example.com", "demo-admin-pass")  # documented demo account
@@ -26,6 +27,7 @@ DEMO_CUSTOMERS = [
     ("erin", "erin@example.com"),
 ]
 DEMO_CUSTOMER_PASSWORD = "demo-customer-pass"  # noqa: S105 (documented demo account)
+EXTRA_CUSTOMERS = 20  # customer01..customer20, same password, so the reports have a crowd
 
 
 def seed_users(session) -> int:
@@ -38,7 +40,11 @@ def seed_users(session) -> int:
     for priority, (username, email) in enumerate(DEMO_CUSTOMERS):
         users_service.create_user(session, username=username, email=email,
                                   password_hash=customer_hash, user_priority=priority % 5)
-    return 1 + len(DEMO_CUSTOMERS)
+    for number in range(1, EXTRA_CUSTOMERS + 1):
+        users_service.create_user(session, username=f"customer{number:02d}",
+                                  email=f"customer{number:02d}@example.com",
+                                  password_hash=customer_hash, user_priority=number % 5)
+    return 1 + len(DEMO_CUSTOMERS) + EXTRA_CUSTOMERS
 
 
 # category -> (sku prefix, price range, nouns)
@@ -82,9 +88,47 @@ def seed_products(session, count: int = 300) -> int:
     return count
 
 
+STATUS_WEIGHTS = {"pending": 10, "paid": 20, "shipped": 20, "completed": 40, "cancelled": 10}
+STREETS = ["High Street", "Station Road", "Church Lane", "Mill Road", "Park Avenue", "Queen Street"]
+
+
+def seed_orders(session, count: int = 400) -> int:
+    """Orders over the last year, in every status, so the reports show something."""
+    if session.scalar(select(func.count()).select_from(Order)):
+        return 0
+    rng = random.Random(7)
+    customers = list(session.scalars(select(User).where(User.role == "customer")))
+    products = list(session.scalars(select(Product).where(Product.is_available.is_(True), Product.stock > 0)))
+    now = utcnow()
+    statuses, weights = zip(*STATUS_WEIGHTS.items(), strict=True)
+    placed = 0
+    for _ in range(count):
+        picks = [p for p in rng.sample(products, rng.randint(1, 4)) if p.stock > 0]
+        if not picks:
+            continue
+        status = rng.choices(statuses, weights)[0]
+        when = now - dt.timedelta(days=rng.uniform(0, 365), minutes=rng.uniform(0, 600))
+        order = Order(user_id=rng.choice(customers).id, status=status, date_created=when, date_updated=when,
+                      shipping_address=f"{rng.randint(1, 200)} {rng.choice(STREETS)}")
+        total = Decimal("0.00")
+        for product in picks:
+            quantity = rng.randint(1, min(3, product.stock))
+            if status != "cancelled":  # cancelled orders gave their stock back
+                product.stock -= quantity
+            order.items.append(OrderItem(product_id=product.id, product_name=product.name,
+                                         quantity=quantity, unit_price=product.price))
+            total += product.price * quantity
+        order.total_amount = total.quantize(CENT)
+        session.add(order)
+        placed += 1
+    session.flush()
+    return placed
+
+
 def seed_demo() -> dict[str, int]:
     """Load every demo part that is missing; returns what was added."""
     session = get_session()
     added = {"users": seed_users(session), "products": seed_products(session)}
+    added["orders"] = seed_orders(session)
     session.commit()
     return {name: count for name, count in added.items() if count}
