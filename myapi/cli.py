@@ -16,6 +16,16 @@ def main() -> None:
     """myapi: a store back end on Flask-RESTful."""
 
 
+def migrated_app():
+    """The app, after checking its database has the schema (a clear error, not a traceback)."""
+    from .migrate import current_revision
+
+    app = create_app()
+    if current_revision(app.config["DATABASE_URL"]) is None:
+        raise click.ClickException("the database has no schema yet: run `myapi db upgrade` first")
+    return app
+
+
 # -- serve ------------------------------------------------------------------
 
 
@@ -44,6 +54,10 @@ def serve(bind: str, workers: int | None, threads: int, timeout: int) -> None:
         def load_config(self):
             for key, value in options.items():
                 self.cfg.set(key, value)
+            # gunicorn 24+ opens a control socket at one fixed path per user,
+            # which a second `myapi serve` on the machine would take over.
+            if "control_socket_disable" in self.cfg.settings:
+                self.cfg.set("control_socket_disable", True)
 
         def load(self):
             # Each worker builds its own app, engine and pool after the fork.
@@ -81,7 +95,7 @@ def seed(demo: bool) -> None:
         raise click.UsageError("say what to load: --demo")
     from .seed import seed_demo
 
-    app = create_app()
+    app = migrated_app()
     with app.app_context():
         summary = seed_demo()
     if summary:
@@ -96,7 +110,7 @@ def prune() -> None:
     from .db import get_session
     from .services.maintenance import prune_expired
 
-    app = create_app()
+    app = migrated_app()
     with app.app_context():
         counts = prune_expired(get_session())
     click.echo(", ".join(f"{v} {k} deleted" for k, v in counts.items()), err=True)
@@ -132,7 +146,7 @@ def create_admin(username: str, email: str, password: str | None) -> None:
         except ValueError as error:
             raise click.BadParameter(str(error), param_hint=name) from None
 
-    app = create_app()
+    app = migrated_app()
     with app.app_context():
         session = get_session()
         try:
@@ -141,7 +155,8 @@ def create_admin(username: str, email: str, password: str | None) -> None:
                 password_hash=hash_password(values["password"]), role="admin",
             )
         except Conflict as error:
-            click.echo(f"error: {error.detail} {error.errors}", err=True)
+            reasons = "; ".join(f"{field}: {message}" for field, message in (error.errors or {}).items())
+            click.echo(f"error: {error.detail} ({reasons})", err=True)
             sys.exit(1)
         session.commit()
         click.echo(f"admin {user.username} created (id {user.id})", err=True)

@@ -99,11 +99,15 @@ def seed_orders(session, count: int = 400) -> int:
     rng = random.Random(7)
     customers = list(session.scalars(select(User).where(User.role == "customer")))
     products = list(session.scalars(select(Product).where(Product.is_available.is_(True), Product.stock > 0)))
+    if not customers or not products:
+        # e.g. ``users create-admin`` ran before the first seed: the users part
+        # was skipped (the table was not empty), so there is no one to order.
+        return 0
     now = utcnow()
     statuses, weights = zip(*STATUS_WEIGHTS.items(), strict=True)
     placed = 0
     for _ in range(count):
-        picks = [p for p in rng.sample(products, rng.randint(1, 4)) if p.stock > 0]
+        picks = [p for p in rng.sample(products, min(rng.randint(1, 4), len(products))) if p.stock > 0]
         if not picks:
             continue
         status = rng.choices(statuses, weights)[0]

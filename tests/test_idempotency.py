@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import hmac
 import json
 from decimal import Decimal
 
@@ -112,7 +113,8 @@ def test_an_unfinished_claim_is_a_409(client, customer, product, app, db_session
     from myapi.models import utcnow
 
     body = json.dumps(ORDER).encode()
-    digest = hashlib.sha256(b"POST\0/api/v1/orders\0\0application/json\0" + body).hexdigest()
+    digest = hmac.new(app.config["SECRET_KEY"].encode(), b"POST\0/api/v1/orders\0\0application/json\0" + body,
+                      hashlib.sha256).hexdigest()
     with get_db(app).session() as session, session.begin():
         session.add(IdempotencyKey(scope=f"user:{customer.id}", key="busy", method="POST", path="/api/v1/orders",
                                    request_hash=digest, expires_at=utcnow() + dt.timedelta(hours=24)))

@@ -8,7 +8,7 @@ nothing about which usernames exist.
 
 from __future__ import annotations
 
-from flask import request
+from flask import g, request
 from flask_restful import marshal
 
 from ..common.auth import check_password, current_token, issue_token, require_user, revoke_token, unauthorized
@@ -51,6 +51,7 @@ class TokenList(Resource):
             raise unauthorized(BAD_CREDENTIALS, "Basic")
         if new_hash:  # the stored hash used an outdated scheme or cost
             user.password_hash = new_hash
+        g.user_id = user.id  # for the access log line
         secret, token = issue_token(session, user)
 
         body = marshal({"token": secret, "token_type": "Bearer", "expires_at": token.expires_at}, token_fields)
