@@ -49,11 +49,15 @@ def database_url(migrated_database, tmp_path):
         engine = make_engine(PG_URL)
         with engine.begin() as conn:
             # A test that left a connection open (an unclosed stream) must not
-            # hang every later test on TRUNCATE's lock: end such sessions.
+            # hang every later test on a lock: end such sessions.
             conn.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
                               "WHERE datname = current_database() AND pid <> pg_backend_pid()"))
             conn.execute(text("SET LOCAL lock_timeout = '20s'"))
-            conn.execute(text(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE"))
+            # DELETE and sequence restarts: on tables this small, far faster
+            # than TRUNCATE, which makes new files for every table.
+            for table in TABLES:
+                conn.execute(text(f"DELETE FROM {table}"))
+                conn.execute(text(f"ALTER SEQUENCE {table}_id_seq RESTART"))
         engine.dispose()
         return PG_URL
     path = tmp_path / "test.db"
