@@ -30,12 +30,19 @@ setup(
         "gunicorn>=23",
         "click>=8.1",
         "orjson>=3.10",
+        "flask-limiter>=3.8,<5",
+        "flask-cors>=5",
+        "redis>=5",  # rate-limit storage shared by several instances
+        "swagger-ui-bundle>=1.1",  # the /docs page's assets, served offline
+        "requests>=2.32",  # myapi.client
+        "tqdm>=4.66",  # progress bars of `myapi remote`
     ],
     extras_require={
         "test": [
             "pytest>=8",
-            "requests>=2.32",
             "ruff>=0.6",
+            "openapi-spec-validator>=0.7",
+            "schemathesis>=4",
         ],
     },
     entry_points={"console_scripts": ["myapi=myapi.cli:main"]},

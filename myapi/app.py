@@ -13,9 +13,10 @@ import uuid
 
 import orjson
 from flask import Flask, g, request
+from flask_cors import CORS
 from flask_restful import Api
 
-from .common import auth
+from .common import auth, ratelimit
 from .common.errors import handle_exception, request_id
 from .common.fields import API_PREFIX
 from .common.representations import render
@@ -44,6 +45,15 @@ class MyApi(Api):
     def make_response(self, data, *args, **kwargs):
         # The media type was chosen (or 406 raised) before the resource ran.
         return render(data, *args, **kwargs)
+
+
+def register_rate_limits(app: Flask) -> None:
+    """The routes with limits of their own (the rest get RATELIMIT_DEFAULT)."""
+    limiter = app.extensions[ratelimit.EXTENSION]
+    views = app.view_functions
+    views["tokenlist"] = ratelimit.limit_signin(limiter, views["tokenlist"])  # POST /tokens
+    views["userlist"] = ratelimit.limit_signup(limiter, views["userlist"])  # POST /users
+    views["health"] = limiter.exempt(views["health"])  # load balancers poll it
 
 
 def register_routes(api: Api) -> None:
@@ -77,18 +87,38 @@ def create_app(config: dict | None = None) -> Flask:
     app.json.sort_keys = False
     configure_logging(app)
 
+    # Registered first so finish_request runs last, after the extensions'
+    # after_request hooks (Flask runs them in reverse order).
+    app.before_request(start_request)
+    app.after_request(finish_request)
+
     init_db(app)
     auth.init_app(app)
+    ratelimit.init_app(app)
+    init_cors(app)
 
     api = MyApi(prefix=API_PREFIX, catch_all_404s=True)
     register_routes(api)
     api.init_app(app)
+    register_rate_limits(app)
     # Errors outside flask-restful's routes take the same path.
     app.register_error_handler(Exception, handle_exception)
-
-    app.before_request(start_request)
-    app.after_request(finish_request)
     return app
+
+
+def init_cors(app: Flask) -> None:
+    """CORS for the configured origins only; none configured, no CORS headers."""
+    origins = [origin.strip() for origin in app.config["CORS_ORIGINS"].split(",") if origin.strip()]
+    if origins:
+        CORS(
+            app,
+            resources={f"{API_PREFIX}/*": {"origins": origins}},
+            allow_headers=["Authorization", "Content-Type", "If-Match", "If-None-Match", "Idempotency-Key",
+                           "X-Request-ID"],
+            expose_headers=["ETag", "Link", "Location", "X-Total-Count", "X-Request-ID", "Idempotent-Replayed",
+                            "Retry-After"],
+            max_age=600,
+        )
 
 
 def start_request() -> None:
@@ -100,6 +130,8 @@ def start_request() -> None:
 def finish_request(response):
     response.headers["X-Request-ID"] = request_id()
     response.headers["X-Content-Type-Options"] = "nosniff"
+    if response.status_code not in (429, 503):
+        response.headers.pop("Retry-After", None)  # Flask-Limiter adds it to every answer
     if request.headers.get("Authorization"):
         # Answers to signed-in callers are personal: no cache may keep them.
         response.headers["Cache-Control"] = "no-store"

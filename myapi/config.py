@@ -39,6 +39,8 @@ SETTINGS: dict[str, tuple] = {
     "RATELIMIT_SIGNIN": (_str, "10/minute"),
     "RATELIMIT_SIGNUP": (_str, "10/hour"),
     "RATELIMIT_DEFAULT": (_str, "600/minute"),
+    # Namespaces the counters in shared storage (one Redis, several deployments).
+    "RATELIMIT_KEY_PREFIX": (_str, "myapi"),
     "CORS_ORIGINS": (_str, ""),
     "LOG_LEVEL": (_str, "INFO"),
     "WORKERS": (_int, 4),

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import pytest
 import requests
+from servers import GunicornServer
 from sqlalchemy import event, text
 from werkzeug.serving import make_server
 
@@ -192,3 +193,28 @@ def http():
     """A requests session for live-server tests."""
     with requests.Session() as session:
         yield session
+
+
+# -- real servers ---------------------------------------------------------------
+
+
+@pytest.fixture
+def start_server(database_url, tmp_path_factory):
+    """A factory: each call starts another server on the test's database; all stop at teardown."""
+    servers: list[GunicornServer] = []
+
+    def start(**options) -> GunicornServer:
+        server = GunicornServer(database_url, tmp_path_factory.mktemp("gunicorn"), **options)
+        servers.append(server)
+        server.start()
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture
+def gunicorn_server(start_server) -> str:
+    """The base URL of a running ``myapi serve --workers 4`` on the test's database."""
+    return start_server(workers=4).url

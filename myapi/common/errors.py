@@ -139,6 +139,8 @@ def _from_http_exception(error: HTTPException) -> Problem:
             errors, detail = message, "The request has invalid fields."
         else:
             detail = str(message)
+    if status == 429:
+        detail = f"Too many requests (limit: {error.description}); retry after Retry-After seconds."
     headers = {}
     if error.response is None:
         for name, value in error.get_headers():

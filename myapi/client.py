@@ -1,0 +1,662 @@
+"""A Python client for the myapi HTTP API, on ``requests`` alone.
+
+The shortest integration script::
+
+    from myapi.client import Client
+    api = Client.login("http://127.0.0.1:5000", "admin", "demo-admin-pass")
+    api.export_products("products.csv")
+
+What the client does so that scripts do not have to:
+
+* **One session, sane defaults.** One ``requests.Session`` (keep-alive), a
+  ``User-Agent: myapi-client/<version>``, ``Accept: application/json`` and a
+  timeout on every request (``timeout=`` seconds, or a ``(connect, read)``
+  pair).
+* **Retries that are safe.** Connection errors, 429 (honouring
+  ``Retry-After``) and 502/503/504 are retried with exponential backoff
+  (urllib3 ``Retry``) for GET, PUT, PATCH, DELETE *and* POST. Retrying a POST
+  is safe only because every POST except ``/tokens`` carries an automatic
+  ``Idempotency-Key`` (a uuid4, the same on every retry of one call): the
+  server answers a retry with the first answer and creates nothing twice.
+  ``POST /tokens`` (sign-in) goes through an adapter that never retries a
+  request the server may have received. A retry that finds its first attempt
+  still running (409 ``idempotency-key-in-progress``) waits and asks again.
+* **Typed errors.** Every error answer is ``application/problem+json``; it is
+  raised as :class:`ApiError` (``status``, ``title``, ``detail``,
+  ``errors``, ``request_id``, ``type``) or its subclass for the status:
+  :class:`ValidationFailed` 400, :class:`Unauthorized` 401,
+  :class:`Forbidden` 403, :class:`NotFound` 404, :class:`Conflict` 409,
+  :class:`PreconditionFailed` 412, :class:`UnprocessableEntity` 422,
+  :class:`RateLimited` 429 (with ``retry_after``). A server that cannot be
+  reached at all raises ``requests.ConnectionError`` after the retries.
+* **Items and ETags.** Single items come back as :class:`Item`, a ``dict``
+  with an ``etag`` attribute. Pass the item you read to
+  ``update_product(item, changes)`` and the write carries ``If-Match``: a
+  stale copy raises :class:`PreconditionFailed` instead of overwriting
+  someone else's change. Pages of a list are :class:`Page`; ``iter_products``,
+  ``iter_orders`` and ``iter_users`` walk every page by the ``Link: next``
+  header.
+* **Streams.** ``export_products`` / ``export_orders`` write to a file while
+  they download, and ``import_products`` uploads a file as a stream: memory
+  stays flat whatever the size. ``progress=True`` shows a tqdm bar (bytes).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import IO, Any
+
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
+
+from . import __version__
+
+__all__ = [
+    "ApiError", "Client", "Conflict", "Forbidden", "Item", "NotFound", "Page", "PreconditionFailed",
+    "RateLimited", "Unauthorized", "UnprocessableEntity", "ValidationFailed",
+]
+
+API_PREFIX = "/api/v1"
+USER_AGENT = f"myapi-client/{__version__}"
+DEFAULT_TIMEOUT = (10.0, 60.0)  # connect, read (seconds between bytes)
+CHUNK = 64 * 1024
+ITER_PER_PAGE = 100
+IN_PROGRESS = "urn:myapi:problem:idempotency-key-in-progress"
+RETRY_STATUSES = (429, 502, 503, 504)
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "PATCH", "DELETE"})
+
+
+# -- errors -----------------------------------------------------------------------
+
+
+class ApiError(Exception):
+    """An error answer of the API (``application/problem+json``, RFC 9457)."""
+
+    def __init__(self, status: int, title: str, detail: str | None = None, errors: Any = None,
+                 request_id: str | None = None, type: str = "about:blank", body: dict | None = None):
+        self.status = status
+        self.title = title
+        self.detail = detail
+        self.errors = errors
+        self.request_id = request_id
+        self.type = type
+        self.body = body or {}
+        super().__init__(f"{status} {title}: {detail}" if detail and detail != title else f"{status} {title}")
+
+    def error_lines(self) -> list[str]:
+        """The field errors, one readable line each (``field: message`` or ``row 3, price: ...``)."""
+        errors = self.errors
+        if isinstance(errors, Mapping):
+            return [f"{name}: {message}" for name, message in errors.items()]
+        lines = []
+        for entry in errors or []:
+            if isinstance(entry, Mapping):
+                where = ", ".join(f"{key} {entry[key]}" for key in ("row", "product_id") if key in entry)
+                name = entry.get("field", "")
+                prefix = f"{where}, {name}" if where and name else (where or name)
+                lines.append(f"{prefix}: {entry.get('message', '')}" if prefix else str(entry.get("message", "")))
+            else:
+                lines.append(str(entry))
+        return lines
+
+
+class ValidationFailed(ApiError):
+    """400: invalid fields, or rows of an import (``errors``)."""
+
+
+class Unauthorized(ApiError):
+    """401: no token, an expired or revoked token, or wrong credentials."""
+
+
+class Forbidden(ApiError):
+    """403: signed in, but not allowed (an admin-only action...)."""
+
+
+class NotFound(ApiError):
+    """404: no such item, or not yours to see."""
+
+
+class Conflict(ApiError):
+    """409: duplicate, insufficient stock, illegal transition, concurrent update."""
+
+
+class PreconditionFailed(ApiError):
+    """412: the item changed since you read it (``If-Match``); read it again."""
+
+
+class UnprocessableEntity(ApiError):
+    """422: an Idempotency-Key used before with another request."""
+
+
+class RateLimited(ApiError):
+    """429: too many requests; ``retry_after`` is the server's advice in seconds (or None)."""
+
+    retry_after: float | None = None
+
+
+ERRORS: dict[int, type[ApiError]] = {
+    400: ValidationFailed, 401: Unauthorized, 403: Forbidden, 404: NotFound, 409: Conflict,
+    412: PreconditionFailed, 422: UnprocessableEntity, 429: RateLimited,
+}
+
+
+def error_from_response(response: requests.Response) -> ApiError:
+    """The typed exception for an error answer (problem+json, or anything else)."""
+    body: dict = {}
+    try:
+        parsed = response.json()
+        if isinstance(parsed, dict):
+            body = parsed
+    except ValueError:
+        pass
+    status = response.status_code
+    title = str(body.get("title") or response.reason or f"HTTP {status}")
+    detail = body.get("detail")
+    if detail is None and not body:
+        detail = response.text[:500].strip() or None
+    error = ERRORS.get(status, ApiError)(
+        status, title, detail, body.get("errors"),
+        body.get("request_id") or response.headers.get("X-Request-ID"),
+        body.get("type", "about:blank"), body,
+    )
+    if isinstance(error, RateLimited):
+        try:
+            error.retry_after = float(response.headers["Retry-After"])
+        except (KeyError, ValueError):
+            error.retry_after = None
+    return error
+
+
+# -- results ----------------------------------------------------------------------
+
+
+class Item(dict):
+    """One item (a product, an order, a user): a dict, plus its ``etag`` for ``if_match``."""
+
+    def __init__(self, data: Mapping, etag: str | None = None):
+        super().__init__(data)
+        self.etag = etag
+
+    def __repr__(self) -> str:
+        return f"Item({dict.__repr__(self)}, etag={self.etag!r})"
+
+
+@dataclass
+class Page:
+    """One page of a list: ``items`` and the numbers of ``pagination``; iterable."""
+
+    items: list[dict]
+    page: int
+    per_page: int
+    total_items: int
+    total_pages: int
+    next_url: str | None = field(default=None, repr=False)
+
+    def __iter__(self) -> Iterator[dict]:
+        return iter(self.items)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+
+# -- retries ----------------------------------------------------------------------
+
+
+class _Retry(Retry):
+    """urllib3's Retry, with the server's ``Retry-After`` capped (a script should not sleep for an hour)."""
+
+    retry_after_max: float = 120.0
+
+    def new(self, **kw):
+        new = super().new(**kw)
+        new.retry_after_max = self.retry_after_max
+        return new
+
+    def get_retry_after(self, response):
+        value = super().get_retry_after(response)
+        return None if value is None else min(value, self.retry_after_max)
+
+
+def make_retry(total: int, methods: Iterable[str], backoff_factor: float, retry_after_max: float) -> Retry:
+    retry = _Retry(
+        total=total,
+        connect=total,
+        read=total,
+        status=total,
+        other=0,
+        allowed_methods=frozenset(methods),
+        status_forcelist=RETRY_STATUSES,
+        backoff_factor=backoff_factor,
+        respect_retry_after_header=True,
+        raise_on_status=False,  # the last answer becomes a typed error, not a MaxRetryError
+        raise_on_redirect=False,
+    )
+    retry.retry_after_max = retry_after_max
+    return retry
+
+
+# -- streams ----------------------------------------------------------------------
+
+
+class _ProgressReader:
+    """A binary file, read by requests/urllib3 in blocks, that moves a progress bar.
+
+    It keeps ``seek``/``tell`` so urllib3 can rewind it for a retry, and a
+    ``__len__`` so requests sends a Content-Length instead of chunks (requests
+    takes ``len() - tell()`` as the bytes left, so ``len`` is the end offset).
+    """
+
+    def __init__(self, raw: IO[bytes], start: int, size: int, bar):
+        self.raw = raw
+        self.start = start
+        self.size = size
+        self.bar = bar
+
+    def __len__(self) -> int:
+        return self.start + self.size
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.raw.read(size)
+        if self.bar is not None:
+            self.bar.update(len(data))
+        return data
+
+    def tell(self) -> int:
+        return self.raw.tell()
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        position = self.raw.seek(offset, whence)
+        if self.bar is not None:
+            self.bar.reset(total=self.size)
+            self.bar.update(position - self.start)
+        return position
+
+
+def _progress_bar(enabled: bool, total: int | None, description: str):
+    if not enabled:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=description, leave=True)
+
+
+# -- the client -------------------------------------------------------------------
+
+
+class Client:
+    """The myapi API from Python. ``Client(base_url, token=None)`` or ``Client.login(base_url, user, password)``.
+
+    ``base_url`` is the server (``http://127.0.0.1:5000``); ``/api/v1`` is
+    added unless given. ``retries`` is the number of retries per request (0
+    turns them off), ``backoff_factor`` the base of the exponential backoff,
+    ``retry_after_max`` the longest ``Retry-After`` the client will honour.
+    """
+
+    def __init__(self, base_url: str, token: str | None = None, *, timeout: float | tuple = DEFAULT_TIMEOUT,
+                 retries: int = 5, backoff_factor: float = 0.5, retry_after_max: float = 120.0,
+                 session: requests.Session | None = None):
+        base = base_url.rstrip("/")
+        if not base.endswith(API_PREFIX):
+            base += API_PREFIX
+        self.base_url = base
+        self.timeout = timeout
+        self.retries = retries
+        self.backoff_factor = backoff_factor
+        self.session = session or requests.Session()
+        self.session.headers["User-Agent"] = USER_AGENT
+        self.session.headers["Accept"] = "application/json"
+        every_method = IDEMPOTENT_METHODS | {"POST"}
+        self.session.mount("http://", HTTPAdapter(
+            max_retries=make_retry(retries, every_method, backoff_factor, retry_after_max)))
+        self.session.mount("https://", HTTPAdapter(
+            max_retries=make_retry(retries, every_method, backoff_factor, retry_after_max)))
+        # A sign-in has no Idempotency-Key: a POST that may have reached the
+        # server is never sent twice (the longest mounted prefix wins).
+        self.session.mount(f"{self.base_url}/tokens", HTTPAdapter(
+            max_retries=make_retry(retries, IDEMPOTENT_METHODS, backoff_factor, retry_after_max)))
+        self.token = token
+
+    @classmethod
+    def login(cls, base_url: str, username: str, password: str, **options) -> Client:
+        """Sign in (``POST /tokens`` with HTTP Basic) and return a client holding the token."""
+        client = cls(base_url, **options)
+        client.sign_in(username, password)
+        return client
+
+    # -- plumbing ---------------------------------------------------------------
+
+    @property
+    def token(self) -> str | None:
+        return self._token
+
+    @token.setter
+    def token(self, value: str | None) -> None:
+        self._token = value
+        if value:
+            self.session.headers["Authorization"] = f"Bearer {value}"
+        else:
+            self.session.headers.pop("Authorization", None)
+
+    def close(self) -> None:
+        self.session.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def url(self, path: str) -> str:
+        return path if path.startswith(("http://", "https://")) else self.base_url + path
+
+    def request(self, method: str, path: str, *, params: Mapping | None = None, json: Any = None,
+                headers: Mapping | None = None, idempotency_key: str | None = None,
+                expect: Iterable[int] = (), **kwargs) -> requests.Response:
+        """One request; any status >= 400 (unless in ``expect``) raises the typed :class:`ApiError`.
+
+        Every POST but ``/tokens`` gets an ``Idempotency-Key`` (``idempotency_key``
+        or a fresh uuid4), kept for every retry of this call.
+        """
+        headers = dict(headers or {})
+        if method == "POST" and not path.startswith("/tokens"):
+            headers.setdefault("Idempotency-Key", idempotency_key or str(uuid.uuid4()))
+        kwargs.setdefault("timeout", self.timeout)
+        url = self.url(path)
+        params = _clean(params)
+        body = kwargs.get("data")
+        start = body.tell() if hasattr(body, "tell") and hasattr(body, "seek") else None
+        delay = max(self.backoff_factor, 0.1)
+        for attempt in range(self.retries + 1):
+            response = self.session.request(method, url, params=params, json=json, headers=headers, **kwargs)
+            if response.status_code < 400 or response.status_code in expect:
+                return response
+            error = error_from_response(response)
+            response.close()
+            # Our own retry of this very call still runs on the server: wait for its answer.
+            retry_in_progress = (method == "POST" and error.type == IN_PROGRESS and attempt < self.retries
+                                 and (body is None or start is not None))
+            if not retry_in_progress:
+                raise error
+            if start is not None:
+                body.seek(start)
+            time.sleep(delay)
+            delay = min(delay * 2, 10.0)
+        raise error  # pragma: no cover (the loop always returns or raises)
+
+    def _json(self, method: str, path: str, **kwargs) -> Any:
+        response = self.request(method, path, **kwargs)
+        return response.json() if response.content else None
+
+    def _item(self, method: str, path: str, **kwargs) -> Item:
+        response = self.request(method, path, **kwargs)
+        return Item(response.json(), response.headers.get("ETag"))
+
+    def _page(self, path: str, params: Mapping) -> Page:
+        response = self.request("GET", path, params=params)
+        return _page_of(response)
+
+    def _iterate(self, path: str, filters: Mapping) -> Iterator[dict]:
+        params: dict | None = {"per_page": ITER_PER_PAGE, **filters}
+        url: str | None = path
+        while url is not None:
+            page = _page_of(self.request("GET", url, params=params))
+            yield from page.items
+            url, params = page.next_url, None  # the next link carries every parameter
+
+    @staticmethod
+    def _if_match(item: Any, if_match: str | None) -> tuple[Any, dict]:
+        if isinstance(item, Item):
+            return item["id"], ({"If-Match": if_match or item.etag} if (if_match or item.etag) else {})
+        return item, ({"If-Match": if_match} if if_match else {})
+
+    # -- health and tokens -------------------------------------------------------
+
+    def health(self) -> dict:
+        """``GET /health``: ``{"status", "database", "version"}``."""
+        return self._json("GET", "/health")
+
+    def sign_in(self, username: str, password: str) -> dict:
+        """``POST /tokens``: sign in and keep the token; returns ``{token, token_type, expires_at}``."""
+        response = self.request("POST", "/tokens", auth=(username, password))
+        body = response.json()
+        self.token = body["token"]
+        return body
+
+    def logout(self) -> None:
+        """``DELETE /tokens/current``: revoke the token at once, and forget it."""
+        self.request("DELETE", "/tokens/current")
+        self.token = None
+
+    # -- users -------------------------------------------------------------------
+
+    def create_user(self, username: str, email: str, password: str, *, user_priority: int | None = None,
+                    idempotency_key: str | None = None) -> Item:
+        """``POST /users``: sign up (anyone)."""
+        body = {"username": username, "email": email, "password": password}
+        if user_priority is not None:
+            body["user_priority"] = user_priority
+        return self._item("POST", "/users", json=body, idempotency_key=idempotency_key)
+
+    def me(self) -> Item:
+        """``GET /users/me``."""
+        return self._item("GET", "/users/me")
+
+    def get_user(self, user_id: int | str = "me") -> Item:
+        """``GET /users/<id>`` (yourself, or anyone for an admin)."""
+        return self._item("GET", f"/users/{user_id}")
+
+    def update_user(self, user: int | str | Item, changes: Mapping, *, if_match: str | None = None,
+                    replace: bool = False) -> Item:
+        """``PATCH /users/<id>`` (``replace=True``: ``PUT``). Give the :class:`Item` you read to send its ETag."""
+        user_id, headers = self._if_match(user, if_match)
+        return self._item("PUT" if replace else "PATCH", f"/users/{user_id}", json=dict(changes), headers=headers)
+
+    def deactivate_user(self, user: int | Item, *, if_match: str | None = None) -> None:
+        """``DELETE /users/<id>`` (admin): deactivate, keep the history."""
+        user_id, headers = self._if_match(user, if_match)
+        self.request("DELETE", f"/users/{user_id}", headers=headers)
+
+    def list_users(self, **params) -> Page:
+        """``GET /users`` (admin): one page. Filters: q, role, is_active, sort, page, per_page."""
+        return self._page("/users", params)
+
+    def iter_users(self, **filters) -> Iterator[dict]:
+        """Every user matching ``filters`` (admin), page after page."""
+        return self._iterate("/users", filters)
+
+    # -- products ----------------------------------------------------------------
+
+    def list_products(self, **params) -> Page:
+        """``GET /products``: one page. Filters: category, q, min_price, max_price, in_stock,
+        is_available, updated_since, sort, page, per_page."""
+        return self._page("/products", params)
+
+    def iter_products(self, **filters) -> Iterator[dict]:
+        """Every product matching ``filters``, page after page (``Link: next``)."""
+        return self._iterate("/products", filters)
+
+    def get_product(self, product_id: int) -> Item:
+        """``GET /products/<id>``: the product, with its ``etag``."""
+        return self._item("GET", f"/products/{product_id}")
+
+    def create_product(self, product: Mapping | None = None, *, idempotency_key: str | None = None,
+                       **fields) -> Item:
+        """``POST /products`` (admin): sku, name, category, price required; description, stock, is_available."""
+        return self._item("POST", "/products", json={**(product or {}), **fields}, idempotency_key=idempotency_key)
+
+    def update_product(self, product: int | Item, changes: Mapping, *, if_match: str | None = None,
+                       replace: bool = False) -> Item:
+        """``PATCH /products/<id>`` (``replace=True``: ``PUT``, a full replacement) (admin).
+
+        ``if_match`` is the ETag you read; giving the :class:`Item` itself
+        sends its ``etag``. A stale one raises :class:`PreconditionFailed`.
+        """
+        product_id, headers = self._if_match(product, if_match)
+        return self._item("PUT" if replace else "PATCH", f"/products/{product_id}", json=dict(changes),
+                          headers=headers)
+
+    def delete_product(self, product: int | Item, *, if_match: str | None = None) -> None:
+        """``DELETE /products/<id>`` (admin; 409 once it is in an order: retire it with is_available=False)."""
+        product_id, headers = self._if_match(product, if_match)
+        self.request("DELETE", f"/products/{product_id}", headers=headers)
+
+    def export_products(self, path: str | os.PathLike | IO[bytes], format: str = "csv", *, progress: bool = False,
+                        timeout: float | tuple | None = None, **filters) -> int:
+        """``GET /products/export``, written to ``path`` as it downloads; returns the bytes written.
+
+        ``format`` is csv, json or ndjson; ``filters`` are the list filters and ``sort``.
+        """
+        return self._download("/products/export", path, format, progress, timeout, filters)
+
+    def import_products(self, path: str | os.PathLike | IO[bytes], dry_run: bool = False, *,
+                        progress: bool = False, timeout: float | tuple | None = None,
+                        idempotency_key: str | None = None) -> dict:
+        """``POST /products/import`` (admin): upload a CSV file as a stream.
+
+        Returns ``{"created", "updated", "rows", "dry_run"}``. Bad rows raise
+        :class:`ValidationFailed` whose ``errors`` list ``{row, field, message}``
+        (nothing was written). ``timeout`` defaults to a 10-minute read timeout:
+        the answer comes once the whole file has been checked.
+        """
+        params = {"dry_run": "true"} if dry_run else None
+        owned = not hasattr(path, "read")
+        raw = open(path, "rb") if owned else path  # noqa: SIM115 (closed below)
+        bar = None
+        try:
+            start = raw.tell()
+            size = os.fstat(raw.fileno()).st_size - start if hasattr(raw, "fileno") else None
+            if size is None:
+                raw.seek(0, os.SEEK_END)
+                size = raw.tell() - start
+                raw.seek(start)
+            bar = _progress_bar(progress, size, "upload")
+            body = _ProgressReader(raw, start, size, bar)
+            response = self.request("POST", "/products/import", params=params, data=body,
+                                    headers={"Content-Type": "text/csv"}, idempotency_key=idempotency_key,
+                                    timeout=timeout or (_connect_timeout(self.timeout), 600.0))
+            return response.json()
+        finally:
+            if bar is not None:
+                bar.close()
+            if owned:
+                raw.close()
+
+    # -- orders ------------------------------------------------------------------
+
+    def place_order(self, items: Iterable[Mapping | tuple[int, int]] | Mapping[int, int], shipping_address: str, *,
+                    idempotency_key: str | None = None) -> Item:
+        """``POST /orders``: ``items`` as ``[{"product_id", "quantity"}]``, ``[(id, qty)]`` or ``{id: qty}``.
+
+        Safe to retry: the Idempotency-Key is the same on every attempt, so a
+        retried order is never placed twice.
+        """
+        if isinstance(items, Mapping):
+            items = items.items()
+        lines = [dict(line) if isinstance(line, Mapping) else {"product_id": line[0], "quantity": line[1]}
+                 for line in items]
+        return self._item("POST", "/orders", json={"items": lines, "shipping_address": shipping_address},
+                          idempotency_key=idempotency_key)
+
+    def get_order(self, order_id: int) -> Item:
+        """``GET /orders/<id>`` (owner or admin)."""
+        return self._item("GET", f"/orders/{order_id}")
+
+    def set_order_status(self, order: int | Item, status: str, *, if_match: str | None = None) -> Item:
+        """``PATCH /orders/<id>`` ``{"status"}``: paid, shipped, completed (admin) or cancelled."""
+        order_id, headers = self._if_match(order, if_match)
+        return self._item("PATCH", f"/orders/{order_id}", json={"status": status}, headers=headers)
+
+    def cancel_order(self, order: int | Item, *, if_match: str | None = None) -> Item:
+        """Cancel a pending or paid order (owner or admin); the stock comes back."""
+        return self.set_order_status(order, "cancelled", if_match=if_match)
+
+    def list_orders(self, **params) -> Page:
+        """``GET /orders``: one page of your orders (admin: all). Filters: status, user_id, created, sort."""
+        return self._page("/orders", params)
+
+    def iter_orders(self, **filters) -> Iterator[dict]:
+        """Every order matching ``filters``, page after page. ``created="2026-11-20"`` is that whole day."""
+        return self._iterate("/orders", filters)
+
+    def export_orders(self, path: str | os.PathLike | IO[bytes], format: str = "csv", *, progress: bool = False,
+                      timeout: float | tuple | None = None, **filters) -> int:
+        """``GET /orders/export`` written to ``path`` as it downloads (CSV: one row per order line)."""
+        return self._download("/orders/export", path, format, progress, timeout, filters)
+
+    # -- reports (admin) ---------------------------------------------------------
+
+    def top_customers(self, limit: int | None = None, interval: str | None = None) -> list[dict]:
+        """``GET /reports/top-customers``: ``[{username, email, order_count, total_spent}]``."""
+        return self._json("GET", "/reports/top-customers", params={"limit": limit, "interval": interval})["data"]
+
+    def revenue_by_category(self, interval: str | None = None) -> list[dict]:
+        """``GET /reports/revenue-by-category``: ``[{category, revenue, units_sold}]``."""
+        return self._json("GET", "/reports/revenue-by-category", params={"interval": interval})["data"]
+
+    def monthly_revenue(self, year: int | None = None) -> list[dict]:
+        """``GET /reports/monthly-revenue``: twelve months of
+        ``{month, order_count, unique_customers, revenue, running_total}``."""
+        return self._json("GET", "/reports/monthly-revenue", params={"year": year})["data"]
+
+    # -- downloads ---------------------------------------------------------------
+
+    def _download(self, path: str, target, format: str, progress: bool, timeout, filters: Mapping) -> int:
+        params = {**filters, "format": format}
+        response = self.request("GET", path, params=params, stream=True, headers={"Accept": "*/*"},
+                                timeout=timeout or self.timeout)
+        owned = not hasattr(target, "write")
+        bar = _progress_bar(progress, _int_or_none(response.headers.get("Content-Length")), "download")
+        written = 0
+        try:
+            out = open(target, "wb") if owned else target  # noqa: SIM115 (closed below)
+            try:
+                for chunk in response.iter_content(CHUNK):
+                    out.write(chunk)
+                    written += len(chunk)
+                    if bar is not None:
+                        bar.update(len(chunk))
+            finally:
+                if owned:
+                    out.close()
+        finally:
+            response.close()
+            if bar is not None:
+                bar.close()
+        return written
+
+
+def _page_of(response: requests.Response) -> Page:
+    body = response.json()
+    pagination = body.get("pagination", {})
+    return Page(
+        items=body.get("data", []),
+        page=pagination.get("page", 1),
+        per_page=pagination.get("per_page", len(body.get("data", []))),
+        total_items=pagination.get("total_items", int(response.headers.get("X-Total-Count", 0))),
+        total_pages=pagination.get("total_pages", 1),
+        next_url=response.links.get("next", {}).get("url"),
+    )
+
+
+def _clean(params: Mapping | None) -> dict | None:
+    """Drop ``None`` values; booleans as ``true``/``false`` (what the API reads)."""
+    if params is None:
+        return None
+    return {key: (str(value).lower() if isinstance(value, bool) else value)
+            for key, value in params.items() if value is not None}
+
+
+def _int_or_none(value: str | None) -> int | None:
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _connect_timeout(timeout: float | tuple | None) -> float | None:
+    return timeout[0] if isinstance(timeout, tuple) else timeout
