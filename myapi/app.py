@@ -15,6 +15,7 @@ import orjson
 from flask import Flask, g, request
 from flask_cors import CORS
 from flask_restful import Api
+from werkzeug.routing import IntegerConverter
 
 from .common import auth, ratelimit
 from .common.errors import handle_exception, request_id
@@ -32,6 +33,16 @@ from .resources.users import CurrentUser, User, UserList
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 access_log = logging.getLogger("myapi.access")
+
+
+class IdConverter(IntegerConverter):
+    """``<id:name>``: a row id, 1 to 2**31-1 (the INTEGER column's range).
+
+    Anything else is not a route (404), rather than a database error.
+    """
+
+    def __init__(self, url_map):
+        super().__init__(url_map, min=1, max=2**31 - 1)
 
 
 class MyApi(Api):
@@ -64,16 +75,16 @@ def register_routes(api: Api) -> None:
 
     api.add_resource(UserList, "/users")
     api.add_resource(CurrentUser, "/users/me")
-    api.add_resource(User, "/users/<int:user_id>")
+    api.add_resource(User, "/users/<id:user_id>")
 
     api.add_resource(ProductList, "/products")
     api.add_resource(ProductImport, "/products/import")
     api.add_resource(ProductExport, "/products/export")
-    api.add_resource(Product, "/products/<int:product_id>")
+    api.add_resource(Product, "/products/<id:product_id>")
 
     api.add_resource(OrderList, "/orders")
     api.add_resource(OrderExport, "/orders/export")
-    api.add_resource(Order, "/orders/<int:order_id>")
+    api.add_resource(Order, "/orders/<id:order_id>")
 
     api.add_resource(TopCustomers, "/reports/top-customers")
     api.add_resource(RevenueByCategory, "/reports/revenue-by-category")
@@ -97,6 +108,7 @@ def create_app(config: dict | None = None) -> Flask:
     ratelimit.init_app(app)
     init_cors(app)
 
+    app.url_map.converters["id"] = IdConverter
     api = MyApi(prefix=API_PREFIX, catch_all_404s=True)
     register_routes(api)
     api.init_app(app)

@@ -108,6 +108,11 @@ def problem_from_exception(error: BaseException) -> Problem:
             title="Concurrent update",
             type=CONCURRENT_UPDATE,
         )
+    if isinstance(error, sa_exc.DataError):
+        # A value the database refuses (the input types should have caught
+        # it: this is the safety net). The database's message is not echoed.
+        log.warning("data error request_id=%s: %s", request_id(), error.orig)
+        return Problem(400, "The request holds a value the database cannot store.", type=VALIDATION)
     if isinstance(error, sa_exc.IntegrityError):
         # Resources translate the races they expect (duplicate username...)
         # into precise messages; this is the safety net. Never echo the

@@ -11,6 +11,7 @@ from __future__ import annotations
 from flask import g, request
 from flask_restful import marshal
 
+from ..common import inputs
 from ..common.auth import check_password, current_token, issue_token, require_user, revoke_token, unauthorized
 from ..common.fields import API_PREFIX, token_fields
 from ..common.parsing import RequestParser, request_body
@@ -24,6 +25,14 @@ credentials_parser.add_argument("username", type=str, required=True)
 credentials_parser.add_argument("password", type=str, required=True)
 
 BAD_CREDENTIALS = "Unknown username or wrong password."
+
+
+def is_username(name: str) -> bool:
+    try:
+        inputs.username(name)
+    except ValueError:
+        return False
+    return True
 
 
 def credentials() -> tuple[str, str]:
@@ -45,7 +54,9 @@ class TokenList(Resource):
     def post(self):
         username, password = credentials()
         session = get_session()
-        user = users_service.find_by_username(session, username[:64])
+        # A name that cannot be a username (NUL, too long...) is not looked
+        # up at all, but still costs a password check, like any unknown user.
+        user = users_service.find_by_username(session, username) if is_username(username) else None
         matches, new_hash = check_password(password[:1024], user.password_hash if user else None)
         if not (matches and user.is_active):
             raise unauthorized(BAD_CREDENTIALS, "Basic")
