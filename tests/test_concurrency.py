@@ -308,3 +308,39 @@ def test_replay_after_server_restart(start_server, app, db):
 
     assert order_count(db) == 1
     assert product_stock(db, product_id) == 2
+
+
+# -- two instances ----------------------------------------------------------------
+
+
+def test_two_instances_behave_as_one(start_server, app, db):
+    """Two separate servers (own processes and workers) on one database: one oversell
+    race spread over both, and Idempotency-Key duplicates sent to both at once."""
+    first = start_server(workers=2).url
+    second = start_server(workers=2).url
+    (admin,) = make_users(app, 1, "boss", role="admin")
+    buyers = make_users(app, 80, "buyer")
+    product_id = create_product(first, admin, stock=25)
+
+    responses = race([place(first if i % 2 else second, buyer, order_body(product_id))
+                      for i, buyer in enumerate(buyers)])
+    observed = summary(responses)
+    print(f"\ntwo instances, 80 buyers, 25 units: {dict(observed)}")
+    assert_no_server_errors(responses)
+    assert observed == {(201, None): 25, (409, INSUFFICIENT_STOCK): 55}, observed
+    assert product_stock(db, product_id) == 0 and units_ordered(db, product_id) == 25
+
+    (customer,) = make_users(app, 1, "dup")
+    restock = requests.patch(f"{second}{API}/products/{product_id}", json={"stock": 10}, headers=admin,
+                             timeout=TIMEOUT)
+    assert restock.status_code == 200
+    keyed = {**customer, "Idempotency-Key": "two-instances-1"}
+    duplicates = race([place(first if i % 2 else second, keyed, order_body(product_id, 2)) for i in range(8)])
+    assert_no_server_errors(duplicates)
+    kinds = summary(duplicates)
+    assert set(kinds) <= {(201, None), (409, IN_PROGRESS)}, kinds
+    originals = [r for r in duplicates if r.status_code == 201 and REPLAYED not in r.headers]
+    replays = [r for r in duplicates if r.headers.get(REPLAYED) == "true"]
+    assert len(originals) == 1
+    assert all(r.json() == originals[0].json() for r in replays)
+    assert order_count(db) == 26 and product_stock(db, product_id) == 8
