@@ -9,11 +9,15 @@ import click
 
 from .app import create_app
 from .db import get_db
+from .remote import remote
 
 
 @click.group()
 def main() -> None:
     """myapi: a store back end on Flask-RESTful."""
+
+
+main.add_command(remote)  # `myapi remote ...`: drive a running server through myapi.client
 
 
 def migrated_app():

@@ -49,6 +49,7 @@ import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import IO, Any
+from urllib.parse import urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -356,8 +357,8 @@ class Client:
 
     def request(self, method: str, path: str, *, params: Mapping | None = None, json: Any = None,
                 headers: Mapping | None = None, idempotency_key: str | None = None,
-                expect: Iterable[int] = (), **kwargs) -> requests.Response:
-        """One request; any status >= 400 (unless in ``expect``) raises the typed :class:`ApiError`.
+                **kwargs) -> requests.Response:
+        """One request (after the transport's retries); a status >= 400 raises the typed :class:`ApiError`.
 
         Every POST but ``/tokens`` gets an ``Idempotency-Key`` (``idempotency_key``
         or a fresh uuid4), kept for every retry of this call.
@@ -373,7 +374,7 @@ class Client:
         delay = max(self.backoff_factor, 0.1)
         for attempt in range(self.retries + 1):
             response = self.session.request(method, url, params=params, json=json, headers=headers, **kwargs)
-            if response.status_code < 400 or response.status_code in expect:
+            if response.status_code < 400:
                 return response
             error = error_from_response(response)
             response.close()
@@ -401,12 +402,19 @@ class Client:
         return _page_of(response)
 
     def _iterate(self, path: str, filters: Mapping) -> Iterator[dict]:
+        """Every item of a list, following the ``Link: next`` header page after page.
+
+        Only the next link's query string is used, on our own base URL: the
+        token never follows a link to another host (a proxy that rewrote the
+        Host header), and a path prefix added by a proxy is kept.
+        """
         params: dict | None = {"per_page": ITER_PER_PAGE, **filters}
         url: str | None = path
         while url is not None:
             page = _page_of(self.request("GET", url, params=params))
             yield from page.items
-            url, params = page.next_url, None  # the next link carries every parameter
+            url = f"{path}?{urlsplit(page.next_url).query}" if page.next_url else None
+            params = None  # the next link carries every parameter
 
     @staticmethod
     def _if_match(item: Any, if_match: str | None) -> tuple[Any, dict]:
@@ -518,6 +526,9 @@ class Client:
                         idempotency_key: str | None = None) -> dict:
         """``POST /products/import`` (admin): upload a CSV file as a stream.
 
+        ``path`` is a file name or a binary file object (sent from its current
+        position, which must be seekable so that a retry can rewind it).
+
         Returns ``{"created", "updated", "rows", "dry_run"}``. Bad rows raise
         :class:`ValidationFailed` whose ``errors`` list ``{row, field, message}``
         (nothing was written). ``timeout`` defaults to a 10-minute read timeout:
@@ -529,11 +540,8 @@ class Client:
         bar = None
         try:
             start = raw.tell()
-            size = os.fstat(raw.fileno()).st_size - start if hasattr(raw, "fileno") else None
-            if size is None:
-                raw.seek(0, os.SEEK_END)
-                size = raw.tell() - start
-                raw.seek(start)
+            size = raw.seek(0, os.SEEK_END) - start  # no read: the file is never in memory
+            raw.seek(start)
             bar = _progress_bar(progress, size, "upload")
             body = _ProgressReader(raw, start, size, bar)
             response = self.request("POST", "/products/import", params=params, data=body,
@@ -606,14 +614,20 @@ class Client:
     # -- downloads ---------------------------------------------------------------
 
     def _download(self, path: str, target, format: str, progress: bool, timeout, filters: Mapping) -> int:
+        """Stream ``path`` into ``target`` (a path or a binary file); returns the bytes written.
+
+        A path is written as ``<path>.part`` and renamed when the download is
+        complete, so a broken download never leaves a file that looks whole.
+        """
         params = {**filters, "format": format}
         response = self.request("GET", path, params=params, stream=True, headers={"Accept": "*/*"},
                                 timeout=timeout or self.timeout)
         owned = not hasattr(target, "write")
+        partial = f"{os.fspath(target)}.part" if owned else None
         bar = _progress_bar(progress, _int_or_none(response.headers.get("Content-Length")), "download")
         written = 0
         try:
-            out = open(target, "wb") if owned else target  # noqa: SIM115 (closed below)
+            out = open(partial, "wb") if owned else target  # noqa: SIM115 (closed below)
             try:
                 for chunk in response.iter_content(CHUNK):
                     out.write(chunk)
@@ -623,6 +637,12 @@ class Client:
             finally:
                 if owned:
                     out.close()
+            if owned:
+                os.replace(partial, target)
+        except BaseException:
+            if owned and os.path.exists(partial):
+                os.unlink(partial)
+            raise
         finally:
             response.close()
             if bar is not None:

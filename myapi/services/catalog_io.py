@@ -37,6 +37,9 @@ EXPORT_COLUMNS = (
 )
 IMPORT_COLUMNS = ("sku", "name", "description", "category", "price", "stock", "is_available")
 REQUIRED_IMPORT_COLUMNS = ("sku", "name", "category", "price", "stock")
+# What an export writes that an import does not set: accepted and ignored,
+# so an exported file can be edited and imported again as it is.
+READ_ONLY_COLUMNS = ("id", "date_created", "date_updated", "links.self")
 
 
 @dataclass
@@ -65,13 +68,16 @@ class ImportResult:
 class ImportRejected(ServiceError):
     """The file is not an importable CSV (header problems, no rows...)."""
 
+    title = "Invalid request"
+    type = "urn:myapi:problem:validation-error"
+
 
 def _check_header(header: list[str] | None) -> list[str]:
     if not header:
         raise ImportRejected("The file is empty: it needs a header row and at least one product.")
     columns = [name.strip().lower() for name in header]
     missing = [name for name in REQUIRED_IMPORT_COLUMNS if name not in columns]
-    unknown = [name for name in columns if name not in IMPORT_COLUMNS]
+    unknown = [name for name in columns if name not in IMPORT_COLUMNS and name not in READ_ONLY_COLUMNS]
     duplicated = sorted({name for name in columns if columns.count(name) > 1})
     errors = {}
     for name in missing:

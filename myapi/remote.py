@@ -1,0 +1,386 @@
+"""``myapi remote``: drive a running myapi server from the shell, through :mod:`myapi.client`.
+
+``myapi remote login`` asks for the server URL, a username and a password and
+keeps ``{url, token}`` in the user's config dir (``click.get_app_dir("myapi")``,
+a 0600 file). ``MYAPI_URL`` and ``MYAPI_TOKEN`` override what is stored; a
+stored token is only ever sent to the server it came from.
+
+Lists print a table on a terminal and CSV when piped (``--format`` chooses:
+table, csv or json). Exports and imports show a progress bar when stdout is a
+terminal. An error prints the problem's title, detail and field errors on
+stderr and exits with status 1.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+import os
+import sys
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import click
+import requests
+
+from .client import API_PREFIX, ApiError, Client, RateLimited, Unauthorized
+
+DEFAULT_URL = "http://127.0.0.1:5000"
+CONFIG_FILE = "remote.json"
+
+PRODUCT_COLUMNS = ("id", "sku", "name", "category", "price", "stock", "is_available")
+ORDER_COLUMNS = ("id", "user_id", "status", "total_amount", "items", "date_created")
+
+
+# -- stored credentials -----------------------------------------------------------
+
+
+def config_path() -> Path:
+    return Path(click.get_app_dir("myapi")) / CONFIG_FILE
+
+
+def load_stored() -> dict:
+    try:
+        data = json.loads(config_path().read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def store(url: str, token: str) -> Path:
+    """Write ``{url, token}`` readable by the user alone (0600, in a 0700 dir), atomically."""
+    path = config_path()
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    tmp = path.with_name(f".{CONFIG_FILE}.{os.getpid()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        json.dump({"url": url, "token": token}, fh)
+    os.chmod(tmp, 0o600)  # in case it existed with other permissions
+    os.replace(tmp, path)
+    return path
+
+
+def forget() -> bool:
+    try:
+        config_path().unlink()
+        return True
+    except FileNotFoundError:
+        return False
+
+
+def server_of(url: str) -> str:
+    """``http://host:port`` of a URL, with or without ``/api/v1`` or a trailing slash."""
+    url = url.strip().rstrip("/")
+    if url.endswith(API_PREFIX):
+        url = url[: -len(API_PREFIX)]
+    parts = urlsplit(url)
+    return f"{parts.scheme.lower()}://{parts.netloc.lower()}{parts.path}"
+
+
+def connect() -> Client:
+    """A client for MYAPI_URL / the stored URL, with MYAPI_TOKEN / the stored token."""
+    stored = load_stored()
+    url = os.environ.get("MYAPI_URL") or stored.get("url")
+    if not url:
+        raise click.ClickException("no server: run `myapi remote login` or set MYAPI_URL")
+    token = os.environ.get("MYAPI_TOKEN") or None
+    if token is None and stored.get("token") and server_of(stored.get("url", "")) == server_of(url):
+        token = stored["token"]
+    return Client(url, token)
+
+
+# -- output -----------------------------------------------------------------------
+
+
+def cell(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):  # an order's items: "2 x Tea; 1 x Mug"
+        return "; ".join(
+            f"{item.get('quantity')} x {item.get('product_name') or item.get('product_id')}"
+            if isinstance(item, Mapping) else str(item) for item in value)
+    if isinstance(value, Mapping):
+        return json.dumps(value)
+    return str(value)
+
+
+def flat(record: Mapping, prefix: str = "") -> dict:
+    out = {}
+    for key, value in record.items():
+        if isinstance(value, Mapping):
+            out.update(flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def print_table(rows: list[Mapping], columns: Iterable[str], width: int = 40) -> None:
+    columns = list(columns)
+    cells = [[cell(row.get(column)) for column in columns] for row in rows]
+    cells = [[text if len(text) <= width else text[: width - 1] + "…" for text in line] for line in cells]
+    widths = [max([len(column)] + [len(line[i]) for line in cells]) for i, column in enumerate(columns)]
+    numeric = [bool(cells) and all(is_number(line[i]) or not line[i] for line in cells) for i in range(len(columns))]
+
+    def line(values):
+        return "  ".join(value.rjust(w) if num else value.ljust(w)
+                         for value, w, num in zip(values, widths, numeric, strict=True)).rstrip()
+
+    click.echo(line(columns))
+    click.echo(line(["-" * w for w in widths]))
+    for values in cells:
+        click.echo(line(values))
+    click.echo(f"({len(rows)} row{'s' if len(rows) != 1 else ''})", err=True)
+
+
+def output(records: Iterable[Mapping], fmt: str | None, table_columns: Iterable[str] | None = None) -> None:
+    """Records as a table (a terminal's default), CSV (when piped) or JSON."""
+    fmt = fmt or ("table" if sys.stdout.isatty() else "csv")
+    if fmt == "json":
+        click.echo(json.dumps(list(records), indent=2 if sys.stdout.isatty() else None))
+        return
+    rows = [flat(record) for record in records]
+    every_column = list(dict.fromkeys(key for row in rows for key in row))
+    if fmt == "table":
+        print_table(rows, list(table_columns or every_column))
+        return
+    columns = list(dict.fromkeys([*(table_columns or ()), *every_column]))  # CSV: every column, the table's first
+    writer = csv.writer(sys.stdout, lineterminator="\n")
+    writer.writerow(columns)
+    for row in rows:
+        writer.writerow([cell(row.get(column)) for column in columns])
+
+
+def limited(records: Iterable[Mapping], limit: int | None) -> Iterable[Mapping]:
+    for count, record in enumerate(records):
+        if limit is not None and count >= limit:
+            return
+        yield record
+
+
+def show_progress(progress: bool | None) -> bool:
+    return sys.stdout.isatty() if progress is None else progress
+
+
+def report_error(error: ApiError) -> None:
+    message = f"error: {error.title}"
+    if error.detail and error.detail != error.title:
+        message += f": {error.detail}"
+    click.echo(message, err=True)
+    for line in error.error_lines():
+        click.echo(f"  {line}", err=True)
+    extra = error.body.get("error_count")
+    if isinstance(extra, int) and extra > len(error.errors or []):
+        click.echo(f"  ... {extra - len(error.errors or [])} more", err=True)
+    if isinstance(error, Unauthorized):
+        click.echo("  (sign in with `myapi remote login`, or set MYAPI_TOKEN)", err=True)
+    if isinstance(error, RateLimited) and error.retry_after is not None:
+        click.echo(f"  (try again in {error.retry_after:g} s)", err=True)
+    if error.request_id:
+        click.echo(f"  request id: {error.request_id}", err=True)
+
+
+# -- the command group ------------------------------------------------------------
+
+
+class RemoteGroup(click.Group):
+    """Turns API and connection errors of every sub-command into a message and exit status 1."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except ApiError as error:
+            report_error(error)
+            ctx.exit(1)
+        except requests.RequestException as error:
+            click.echo(f"error: cannot talk to the server: {error}", err=True)
+            ctx.exit(1)
+
+
+FORMAT = click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default=None,
+                      help="Output format (default: table on a terminal, csv when piped).")
+EXPORT_FORMAT = click.option("--format", "fmt", type=click.Choice(["csv", "json", "ndjson"]), default="csv",
+                             show_default=True, help="File format.")
+PROGRESS = click.option("--progress/--no-progress", default=None,
+                        help="Progress bar (default: when stdout is a terminal).")
+LIMIT = click.option("--limit", type=click.IntRange(min=1), default=None, help="At most this many rows.")
+
+
+def product_filters(command: Callable) -> Callable:
+    for decorator in reversed((
+        click.option("--category", help="Category slug."),
+        click.option("--q", help="Substring of name or sku."),
+        click.option("--min-price", help="Lowest price (inclusive)."),
+        click.option("--max-price", help="Highest price (inclusive)."),
+        click.option("--in-stock/--out-of-stock", default=None, help="Only products with / without stock."),
+        click.option("--available/--retired", "is_available", default=None, help="is_available true / false."),
+        click.option("--updated-since", help="ISO 8601 time: products changed since then."),
+        click.option("--sort", help="Sort keys, e.g. -price,name."),
+    )):
+        command = decorator(command)
+    return command
+
+
+def order_filters(command: Callable) -> Callable:
+    for decorator in reversed((
+        click.option("--status", help="pending, paid, shipped, completed or cancelled."),
+        click.option("--created", help="ISO 8601 interval or date (a date is that whole day, UTC)."),
+        click.option("--user-id", type=int, help="Orders of one user (admin)."),
+        click.option("--sort", help="Sort keys, e.g. -date_created."),
+    )):
+        command = decorator(command)
+    return command
+
+
+@click.group(cls=RemoteGroup)
+def remote() -> None:
+    """Drive a running myapi server (MYAPI_URL / MYAPI_TOKEN, or `myapi remote login`)."""
+
+
+@remote.command()
+@click.option("--url", envvar="MYAPI_URL", prompt="Server URL", default=lambda: load_stored().get("url", DEFAULT_URL),
+              help="The server, e.g. http://127.0.0.1:5000 (env MYAPI_URL).")
+@click.option("--username", prompt=True)
+@click.option("--password", prompt=True, hide_input=True)
+def login(url: str, username: str, password: str) -> None:
+    """Sign in and keep the token in your config dir (0600)."""
+    client = Client.login(url, username, password)
+    path = store(server_of(url), client.token)
+    click.echo(f"signed in to {server_of(url)} as {username}; token kept in {path}", err=True)
+    if os.environ.get("MYAPI_TOKEN"):
+        click.echo("note: MYAPI_TOKEN is set and takes precedence over the stored token", err=True)
+
+
+@remote.command()
+def logout() -> None:
+    """Revoke the token on the server and forget it."""
+    stored = load_stored()
+    if not (stored.get("token") or os.environ.get("MYAPI_TOKEN")):
+        click.echo("not signed in", err=True)
+        return
+    client = connect()
+    if client.token:
+        with contextlib.suppress(Unauthorized):  # expired or revoked already: nothing to revoke
+            client.logout()
+    forget()
+    click.echo("signed out", err=True)
+
+
+# -- products ---------------------------------------------------------------------
+
+
+@remote.group()
+def products() -> None:
+    """The catalogue: list, export, import."""
+
+
+@products.command("list")
+@product_filters
+@FORMAT
+@LIMIT
+def products_list(fmt, limit, **filters) -> None:
+    """List products (every page)."""
+    client = connect()
+    output(limited(client.iter_products(**filters), limit), fmt, PRODUCT_COLUMNS)
+
+
+@products.command("export")
+@click.argument("file", type=click.Path(dir_okay=False, allow_dash=True))
+@product_filters
+@EXPORT_FORMAT
+@PROGRESS
+def products_export(file, fmt, progress, **filters) -> None:
+    """Download the catalogue to FILE (``-``: stdout) as it streams."""
+    client = connect()
+    target = sys.stdout.buffer if file == "-" else file
+    written = client.export_products(target, fmt, progress=show_progress(progress) and file != "-", **filters)
+    if file != "-":
+        click.echo(f"exported {written} bytes to {file}", err=True)
+
+
+@products.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--dry-run", is_flag=True, help="Check and count every row; write nothing.")
+@PROGRESS
+def products_import(file, dry_run, progress) -> None:
+    """Upload a CSV (sku,name,category,price,stock[,description,is_available]); all or nothing."""
+    client = connect()
+    result = client.import_products(file, dry_run=dry_run, progress=show_progress(progress))
+    summary = f"{result['rows']} rows: {result['created']} created, {result['updated']} updated"
+    click.echo(f"dry run, nothing written: {summary}" if result.get("dry_run") else f"imported {summary}")
+
+
+# -- orders -----------------------------------------------------------------------
+
+
+@remote.group()
+def orders() -> None:
+    """Orders: list, export."""
+
+
+@orders.command("list")
+@order_filters
+@FORMAT
+@LIMIT
+def orders_list(fmt, limit, **filters) -> None:
+    """List your orders (an admin: everyone's)."""
+    client = connect()
+    output(limited(client.iter_orders(**filters), limit), fmt, ORDER_COLUMNS)
+
+
+@orders.command("export")
+@click.argument("file", type=click.Path(dir_okay=False, allow_dash=True))
+@order_filters
+@EXPORT_FORMAT
+@PROGRESS
+def orders_export(file, fmt, progress, **filters) -> None:
+    """Download orders to FILE (``-``: stdout); CSV has one row per order line."""
+    client = connect()
+    target = sys.stdout.buffer if file == "-" else file
+    written = client.export_orders(target, fmt, progress=show_progress(progress) and file != "-", **filters)
+    if file != "-":
+        click.echo(f"exported {written} bytes to {file}", err=True)
+
+
+# -- reports ----------------------------------------------------------------------
+
+
+@remote.group()
+def reports() -> None:
+    """Sales reports (admin)."""
+
+
+@reports.command("top-customers")
+@click.option("--limit", type=click.IntRange(1, 100), default=None, help="How many (default 10).")
+@click.option("--interval", help="ISO 8601 interval, e.g. 2026-01/2026-03.")
+@FORMAT
+def top_customers(limit, interval, fmt) -> None:
+    """Customers by total spent."""
+    output(connect().top_customers(limit=limit, interval=interval), fmt)
+
+
+@reports.command("revenue-by-category")
+@click.option("--interval", help="ISO 8601 interval, e.g. 2026-01/2026-03.")
+@FORMAT
+def revenue_by_category(interval, fmt) -> None:
+    """Revenue and units sold per category."""
+    output(connect().revenue_by_category(interval=interval), fmt)
+
+
+@reports.command("monthly-revenue")
+@click.option("--year", type=int, default=None, help="Default: this year.")
+@FORMAT
+def monthly_revenue(year, fmt) -> None:
+    """Twelve months of revenue with a running total."""
+    output(connect().monthly_revenue(year=year), fmt)

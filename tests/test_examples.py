@@ -1,0 +1,99 @@
+"""The integration scripts in examples/, run as a user runs them, against the live server."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select, update
+from werkzeug.serving import make_server
+
+from myapi.client import Client
+from myapi.db import get_db
+from myapi.models import Order, Product
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+@pytest.fixture
+def live_server(app):
+    """The conftest's live server, stopping in 50 ms instead of 500 (serve_forever's poll interval)."""
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.port}"
+    server.shutdown()
+    thread.join(5)
+
+
+def script(name: str, *args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess:
+    base = {key: value for key, value in os.environ.items() if not key.startswith("MYAPI_")}
+    return subprocess.run([sys.executable, str(EXAMPLES / name), *args], env={**base, **env}, cwd=cwd,
+                          capture_output=True, text=True, timeout=60)
+
+
+def product_count(app) -> int:
+    with get_db(app).engine.connect() as conn:
+        return conn.execute(select(func.count()).select_from(Product)).scalar_one()
+
+
+def test_catalog_sync(app, live_server, admin, tmp_path):
+    env = {"MYAPI_URL": live_server, "MYAPI_TOKEN": admin.token}
+    catalogue = tmp_path / "catalogue.csv"
+    catalogue.write_text("sku,name,category,price,stock\nTEA-1,Sencha,tea,4.50,10\nTEA-2,Matcha,tea,9.00,5\n")
+
+    first = script("catalog_sync.py", str(catalogue), env=env, cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.splitlines() == ["dry run: 2 rows, 2 to create, 0 to update",
+                                         "imported: 2 rows, 2 created, 0 updated"]
+    assert product_count(app) == 2
+
+    # The next night, with a password instead of a token: one new product, one changed.
+    catalogue.write_text("sku,name,category,price,stock\nTEA-2,Matcha,tea,9.50,5\nTEA-3,Hojicha,tea,6.00,3\n")
+    second = script("catalog_sync.py", str(catalogue), "--url", live_server, "--username", "root",
+                    "--password", admin.password, env={}, cwd=tmp_path)
+    assert second.returncode == 0, second.stderr
+    assert second.stdout.splitlines()[-1] == "imported: 2 rows, 1 created, 1 updated"
+    assert [p["price"] for p in Client(live_server).iter_products(q="TEA-2")] == ["9.50"]
+
+    # A bad row stops the sync at the dry run: nothing is written.
+    catalogue.write_text("sku,name,category,price,stock\nTEA-4,Genmaicha,tea,0,3\nTEA-5,Kukicha,tea,5.00,3\n")
+    failed = script("catalog_sync.py", str(catalogue), env=env, cwd=tmp_path)
+    assert failed.returncode == 1 and failed.stdout == ""
+    assert failed.stderr.splitlines()[0] == "sync failed: Invalid rows: 1 row error(s); nothing was imported."
+    assert failed.stderr.splitlines()[1].startswith("  row 2, price: ")
+    assert product_count(app) == 3
+
+
+def test_accounting_export_of_yesterdays_orders(app, live_server, admin, customer, tmp_path):
+    api = Client(live_server, admin.token)
+    api.create_product(sku="TEA-1", name="Sencha", category="tea", price="4.50", stock=100)
+    shop = Client(live_server, customer.token)
+    old, kept, today = (shop.place_order([(1, n)], f"{n} High Street") for n in (1, 2, 3))
+    now = dt.datetime.now(dt.timezone.utc)
+    yesterday = now.date() - dt.timedelta(days=1)
+    with get_db(app).engine.begin() as conn:
+        for order, when in ((old, now - dt.timedelta(days=2)), (kept, dt.datetime.combine(
+                yesterday, dt.time(23, 59, 30), tzinfo=dt.timezone.utc))):
+            conn.execute(update(Order.__table__).where(Order.__table__.c.id == order["id"])
+                         .values(date_created=when))
+
+    env = {"MYAPI_URL": live_server, "MYAPI_TOKEN": admin.token}
+    done = script("accounting_export.py", env=env, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    path = tmp_path / f"orders-{yesterday.isoformat()}.csv"
+    assert done.stdout.startswith(f"orders of {yesterday} written to {path.name} (")
+    rows = list(csv.DictReader(path.open(newline="")))
+    assert [(row["id"], row["items.quantity"], row["total_amount"]) for row in rows] == [
+        (str(kept["id"]), "2", "9.00")]
+
+    other = script("accounting_export.py", "--date", now.date().isoformat(), "--output", "today.csv",
+                   "--username", "root", "--password", admin.password, "--url", live_server, env={}, cwd=tmp_path)
+    assert other.returncode == 0, other.stderr
+    assert [row["id"] for row in csv.DictReader((tmp_path / "today.csv").open(newline=""))] == [str(today["id"])]
