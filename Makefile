@@ -9,7 +9,7 @@ PG_SERVER_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/postgres
 PG_TEST_DB ?= myapi_test
 PYTEST_ARGS ?=
 
-.PHONY: install run test test-pg lint clean
+.PHONY: install run test test-pg lint fuzz clean
 
 $(STAMP): setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,31 @@ test-pg: install
 lint: install
 	$(BIN)/ruff check myapi tests migrations setup.py
 
+# The fuzzing gate (tests/fuzz.py): schemathesis against a live `myapi serve` on a
+# fresh demo database, from the served /api/v1/openapi.json, anonymous, as a
+# customer and as an admin; any failure fails. FUZZ_MAX_EXAMPLES, FUZZ_SEED tune it.
+fuzz: install
+	$(BIN)/python tests/fuzz.py
+
 clean:
 	rm -rf $(VENV) instance .pytest_cache .ruff_cache .tox build dist *.egg-info
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
+
+# Benchmarks (benchmarks/run.py; results in benchmarks/RESULTS.md / RESULTS-quick.md).
+# wrk comes from the OS packages (apt-get install -y wrk); without it a Python generator is used.
+BENCH_ARGS ?=
+
+.PHONY: bench bench-quick
+
+bench: install
+	$(BIN)/pip install --quiet -r benchmarks/requirements.txt
+	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)
+
+bench-quick: install
+	$(BIN)/pip install --quiet -r benchmarks/requirements.txt
+	$(BIN)/python benchmarks/run.py --quick $(BENCH_ARGS)
+
+# CSV import/export of 100k products through the real server, SQLite and PostgreSQL
+# (benchmarks/catalog_io.py; results in benchmarks/out/catalog_io-<database>.md).
+bench-catalog: install
+	$(BIN)/python benchmarks/catalog_io.py $(CATALOG_BENCH_ARGS)

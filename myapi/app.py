@@ -23,6 +23,7 @@ from .common.fields import API_PREFIX
 from .common.representations import render
 from .config import load_config
 from .db import init_app as init_db
+from .resources.docs import Docs, DocsAsset, OpenApiDocument
 from .resources.health import Health
 from .resources.orders import Order, OrderExport, OrderList
 from .resources.products import Product, ProductExport, ProductImport, ProductList
@@ -89,6 +90,10 @@ def register_routes(api: Api) -> None:
     api.add_resource(TopCustomers, "/reports/top-customers")
     api.add_resource(RevenueByCategory, "/reports/revenue-by-category")
     api.add_resource(MonthlyRevenue, "/reports/monthly-revenue")
+
+    api.add_resource(OpenApiDocument, "/openapi.json")
+    api.add_resource(Docs, "/docs")
+    api.add_resource(DocsAsset, "/docs/<filename>")
 
 
 def create_app(config: dict | None = None) -> Flask:

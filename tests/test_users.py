@@ -324,3 +324,12 @@ def test_single_user_as_csv(client, customer):
     assert rows[0].split(",")[:3] == ["id", "username", "email"]
     assert rows[1].split(",")[1] == customer.username
     assert response.headers["ETag"] == '"v1-csv"'
+
+
+def test_admin_cannot_deactivate_themselves(client, admin, db_session):
+    for path in (f"{API}/users/me", f"{API}/users/{admin.id}"):
+        response = client.delete(path, headers=admin.headers)
+        assert response.status_code == 409
+    db_session.rollback()
+    assert db_session.get(User, admin.id).is_active is True
+    assert client.get(f"{API}/users/me", headers=admin.headers).status_code == 200

@@ -124,6 +124,15 @@ class RequestParser(reqparse.RequestParser):
         clone.args = deepcopy(self.args)
         return clone
 
+    def partial(self):
+        """A copy for PATCH: every argument optional, only the given ones stored."""
+        clone = self.copy()
+        for argument in clone.args:
+            argument.required = False
+            argument.store_missing = False
+            argument.default = None
+        return clone
+
     def parse_args(self, req=None, strict=None, http_error_code=400):
         req = req if req is not None else request
         strict = self.strict if strict is None else strict

@@ -16,6 +16,7 @@ from ..common import inputs
 from ..common.auth import require_user
 from ..common.errors import Problem
 from ..common.fields import API_PREFIX, field_names, order_fields
+from ..common.openapi import documented
 from ..common.pagination import add_pagination_args, page_response
 from ..common.parsing import RequestParser, is_json_request
 from ..common.representations import CSV, JSON, NDJSON, streamed
@@ -54,12 +55,16 @@ def parse_filters(parser, user) -> dict:
 
 
 class OrderList(Resource):
+    @documented(parser=list_parser, fields=order_fields, collection="page", auth="user", errors=(403,),
+                summary="List your orders (an admin: everyone's)")
     def get(self):
         user = require_user()
         args = parse_filters(list_parser, user)
         page = orders_service.list_orders(get_session(), user, **args)
         return page_response(page, order_fields)
 
+    @documented(parser=place_parser, fields=order_fields, status=201, etag=True, auth="user", errors=(409,),
+                body_media_types=(JSON,), summary="Place an order")
     def post(self):
         user = require_user()
         if not is_json_request():
@@ -71,10 +76,13 @@ class OrderList(Resource):
 
 
 class Order(Resource):
+    @documented(fields=order_fields, etag=True, auth="user", summary="Read an order")
     def get(self, order_id: int):
         order = orders_service.visible_order(get_session(), require_user(), order_id)
         return not_modified(order.version) or item(marshal(order, order_fields), order.version)
 
+    @documented(parser=status_parser, fields=order_fields, etag=True, auth="user", errors=(403, 409),
+                summary="Change an order's status (cancel it; an admin: pay, ship, complete)")
     def patch(self, order_id: int):
         user = require_user()
         args = status_parser.parse_args()
@@ -88,6 +96,8 @@ class Order(Resource):
 class OrderExport(Resource):
     media_types = (JSON, CSV, NDJSON)
 
+    @documented(parser=filter_parser, fields=order_fields, collection="stream", auth="user", errors=(403,),
+                summary="Export every matching order (streamed JSON, NDJSON or CSV)")
     def get(self):
         user = require_user()
         args = parse_filters(filter_parser, user)

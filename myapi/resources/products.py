@@ -11,12 +11,13 @@ import datetime as dt
 import io
 
 from flask import request
-from flask_restful import marshal
+from flask_restful import fields, marshal
 
 from ..common import inputs
 from ..common.auth import require_admin
 from ..common.errors import VALIDATION, Problem, validation_problem
 from ..common.fields import API_PREFIX, field_names, product_fields
+from ..common.openapi import documented
 from ..common.pagination import add_pagination_args, page_response
 from ..common.parsing import RequestParser
 from ..common.representations import CSV, JSON, NDJSON, streamed
@@ -75,11 +76,14 @@ def find_product(product_id: int):
 
 
 class ProductList(Resource):
+    @documented(parser=list_parser, fields=product_fields, collection="page", summary="List products")
     def get(self):
         args = list_parser.parse_args()
         page = products_service.list_products(get_session(), **args)
         return page_response(page, product_fields)
 
+    @documented(parser=create_parser, fields=product_fields, status=201, etag=True, auth="admin", errors=(409,),
+                summary="Create a product")
     def post(self):
         require_admin()
         args = create_parser.parse_args()
@@ -91,16 +95,22 @@ class ProductList(Resource):
 
 
 class Product(Resource):
+    @documented(fields=product_fields, etag=True, summary="Read a product")
     def get(self, product_id: int):
         product = find_product(product_id)
         return not_modified(product.version) or item(marshal(product, product_fields), product.version)
 
+    @documented(parser=put_parser, fields=product_fields, etag=True, auth="admin", summary="Replace a product")
     def put(self, product_id: int):
         return self._update(product_id, put_parser)
 
+    @documented(parser=patch_parser, fields=product_fields, etag=True, auth="admin",
+                summary="Change some of a product's fields")
     def patch(self, product_id: int):
         return self._update(product_id, patch_parser)
 
+    @documented(status=204, etag=True, auth="admin",
+                summary="Delete a product that no order names (409 otherwise: retire it instead)")
     def delete(self, product_id: int):
         require_admin()
         product = find_product(product_id)
@@ -126,6 +136,13 @@ class Product(Resource):
 
 import_parser = RequestParser(location="args")
 import_parser.add_argument("dry_run", type=inputs.boolean, default=False)
+
+import_result_fields = {
+    "created": fields.Integer,
+    "updated": fields.Integer,
+    "rows": fields.Integer,
+    "dry_run": fields.Boolean,
+}
 
 # One definition of the rules: the import validates each row with the same
 # input types as PUT /products/<id> (a full product).
@@ -158,6 +175,8 @@ class ProductImport(Resource):
     media_types = (JSON,)
     max_body_setting = "MAX_IMPORT_BYTES"
 
+    @documented(parser=import_parser, csv_upload=put_parser, fields=import_result_fields, auth="admin",
+                summary="Import products from CSV (all or nothing; upsert by sku)")
     def post(self):
         require_admin()
         args = import_parser.parse_args()
@@ -177,13 +196,15 @@ class ProductImport(Resource):
             )
         if args.dry_run:
             session.rollback()  # validated and counted; nothing is kept
-        return {"created": result.created, "updated": result.updated, "rows": result.rows,
-                "dry_run": args.dry_run}
+        return marshal({"created": result.created, "updated": result.updated, "rows": result.rows,
+                        "dry_run": args.dry_run}, import_result_fields)
 
 
 class ProductExport(Resource):
     media_types = (JSON, CSV, NDJSON)
 
+    @documented(parser=filter_parser, fields=product_fields, collection="stream",
+                summary="Export every matching product (streamed JSON, NDJSON or CSV)")
     def get(self):
         args = filter_parser.parse_args()
         stmt = products_service.filtered_sorted(**args)

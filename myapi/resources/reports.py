@@ -9,6 +9,7 @@ from flask_restful import fields, marshal
 from ..common import inputs
 from ..common.auth import require_admin
 from ..common.fields import Money
+from ..common.openapi import documented
 from ..common.parsing import RequestParser
 from ..common.representations import Collection
 from ..common.resource import Resource
@@ -23,7 +24,7 @@ interval_parser = RequestParser(location="args")
 interval_parser.add_argument("interval", type=inputs.iso8601_interval)
 
 year_parser = RequestParser(location="args")
-year_parser.add_argument("year", type=inputs.int_range(1970, 9999), default=lambda: dt.date.today().year)
+year_parser.add_argument("year", type=inputs.int_range(1970, 9998), default=lambda: dt.date.today().year)
 
 top_customer_fields = {
     "username": fields.String,
@@ -50,6 +51,8 @@ def report(rows: list[dict], row_fields: dict) -> Collection:
 
 
 class TopCustomers(Resource):
+    @documented(parser=top_customers_parser, fields=top_customer_fields, collection="data", auth="admin",
+                summary="The customers who spent most")
     def get(self):
         require_admin()
         args = top_customers_parser.parse_args()
@@ -57,6 +60,8 @@ class TopCustomers(Resource):
 
 
 class RevenueByCategory(Resource):
+    @documented(parser=interval_parser, fields=category_revenue_fields, collection="data", auth="admin",
+                summary="Revenue and units sold per category")
     def get(self):
         require_admin()
         args = interval_parser.parse_args()
@@ -64,6 +69,8 @@ class RevenueByCategory(Resource):
 
 
 class MonthlyRevenue(Resource):
+    @documented(parser=year_parser, fields=monthly_revenue_fields, collection="data", auth="admin",
+                summary="Revenue of each month of a year, with a running total")
     def get(self):
         require_admin()
         args = year_parser.parse_args()

@@ -14,6 +14,7 @@ from flask_restful import marshal
 from ..common import inputs
 from ..common.auth import check_password, current_token, issue_token, require_user, revoke_token, unauthorized
 from ..common.fields import API_PREFIX, token_fields
+from ..common.openapi import documented
 from ..common.parsing import RequestParser, request_body
 from ..common.representations import JSON
 from ..common.resource import Resource, no_content
@@ -51,6 +52,8 @@ class TokenList(Resource):
     media_types = (JSON,)
     idempotent_post = False  # a sign-in creates a fresh secret every time, by design
 
+    @documented(parser=credentials_parser, fields=token_fields, status=201, auth="basic", body_required=False,
+                summary="Sign in: HTTP Basic credentials, or username and password in the body")
     def post(self):
         username, password = credentials()
         session = get_session()
@@ -72,6 +75,7 @@ class TokenList(Resource):
 class CurrentToken(Resource):
     media_types = (JSON,)
 
+    @documented(status=204, auth="user", summary="Sign out: revoke the token of this request")
     def delete(self):
         require_user()
         session = get_session()

@@ -13,6 +13,7 @@ from ..common import inputs
 from ..common.auth import current_user, hash_password, require_admin, require_user
 from ..common.errors import Problem
 from ..common.fields import API_PREFIX, user_fields
+from ..common.openapi import documented
 from ..common.pagination import add_pagination_args, page_response
 from ..common.parsing import RequestParser
 from ..common.resource import Resource, check_if_match, item, no_content, not_modified
@@ -66,12 +67,15 @@ def visible_user(user_id: int):
 
 
 class UserList(Resource):
+    @documented(parser=list_parser, fields=user_fields, collection="page", auth="admin", summary="List users")
     def get(self):
         require_admin()
         args = list_parser.parse_args()
         page = users_service.list_users(get_session(), **args)
         return page_response(page, user_fields)
 
+    @documented(parser=signup_parser, fields=user_fields, status=201, etag=True, auth="optional", errors=(409,),
+                summary="Sign up")
     def post(self):
         args = signup_parser.parse_args()
         session = get_session()
@@ -87,19 +91,27 @@ class UserList(Resource):
 
 
 class User(Resource):
+    @documented(fields=user_fields, etag=True, auth="user", summary="Read a user (yourself, or anyone as an admin)")
     def get(self, user_id: int):
         user = visible_user(user_id)
         return not_modified(user.version) or item(marshal(user, user_fields), user.version)
 
+    @documented(parser=put_parser, fields=user_fields, etag=True, auth="user", errors=(403, 409),
+                summary="Replace a user's editable fields")
     def put(self, user_id: int):
         return self._update(visible_user(user_id), put_parser)
 
+    @documented(parser=patch_parser, fields=user_fields, etag=True, auth="user", errors=(403, 409),
+                summary="Change some of a user's fields")
     def patch(self, user_id: int):
         return self._update(visible_user(user_id), patch_parser)
 
+    @documented(status=204, etag=True, auth="admin", summary="Deactivate a user")
     def delete(self, user_id: int):
         require_admin()
         user = visible_user(user_id)
+        if user.id == current_user().id:
+            raise Problem(409, "You cannot deactivate your own account.")
         check_if_match(user.version)
         session = get_session()
         users_service.deactivate_user(session, user)

@@ -1,0 +1,232 @@
+#!/usr/bin/env python3
+"""The fuzzing gate: schemathesis against a live ``myapi serve``, from its own OpenAPI document.
+
+``make fuzz`` runs this. It makes a fresh SQLite database with the demo data
+(``myapi db upgrade && myapi db seed --demo``), serves it with ``myapi serve
+--workers 2`` (rate limiting off), reads ``/api/v1/openapi.json`` from that
+server, and runs ``st run`` three times: anonymous, as a customer and as an
+admin, with the checks not_a_server_error, status_code_conformance,
+response_schema_conformance and content_type_conformance. Any failure or
+error makes it exit non-zero.
+
+Knobs (environment): FUZZ_MAX_EXAMPLES (per operation and phase, default 25),
+FUZZ_SEED (default 1: the same cases every run), FUZZ_WORKERS (schemathesis
+workers, default 1), FUZZ_DATABASE_URL (an empty database instead of a fresh
+SQLite file), FUZZ_KEEP=1 (keep the work directory: server log, reports).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+API = "/api/v1"
+CHECKS = "not_a_server_error,status_code_conformance,response_schema_conformance,content_type_conformance"
+MAX_EXAMPLES = os.environ.get("FUZZ_MAX_EXAMPLES", "25")
+SEED = os.environ.get("FUZZ_SEED", "1")
+WORKERS = os.environ.get("FUZZ_WORKERS", "1")  # see tests/fuzz_hooks.py on Python 3.11 and threads
+
+ADMIN = ("fuzzadmin", "fuzz-admin-password")
+CUSTOMER = ("alice", "demo-customer-pass")  # from `myapi db seed --demo`
+
+# Operations a signed-in phase must not run: they would end its own session
+# (sign out, deactivate or demote itself) and leave the rest of the run
+# testing 401s. The anonymous phase still covers them.
+SELF_DESTRUCTIVE = ["deleteCurrentToken", "putCurrentUser", "patchCurrentUser", "deleteCurrentUser"]
+
+# Operations left out until their server bug is fixed (each one names its bug).
+# Operations left out of the gate because of a known, open bug (none now).
+KNOWN_BUGS: list[str] = []
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def myapi(*args: str, env: dict) -> None:
+    subprocess.run([sys.executable, "-m", "myapi.cli", *args], env=env, check=True, cwd=ROOT,
+                   stdout=subprocess.DEVNULL)
+
+
+def schemathesis_command() -> list[str]:
+    st = Path(sys.executable).with_name("st")
+    return [str(st)] if st.exists() else [sys.executable, "-m", "schemathesis.cli"]
+
+
+class Server:
+    def __init__(self, env: dict, log: Path):
+        self.env = env
+        self.log = log
+        self.process: subprocess.Popen | None = None
+        self.base = ""
+
+    def start(self) -> str:
+        for _attempt in range(3):  # a free port can be taken before gunicorn binds it
+            port = free_port()
+            with self.log.open("w") as out:
+                self.process = subprocess.Popen(
+                    [sys.executable, "-m", "myapi.cli", "serve", "--bind", f"127.0.0.1:{port}", "--workers", "2"],
+                    stdout=out, stderr=subprocess.STDOUT, env=self.env, cwd=ROOT, start_new_session=True,
+                )
+            self.base = f"http://127.0.0.1:{port}{API}"
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and self.process.poll() is None:
+                try:
+                    if requests.get(f"{self.base}/health", timeout=2).status_code == 200:
+                        return self.base
+                except requests.RequestException:
+                    pass
+                time.sleep(0.2)
+            self.stop()
+        raise SystemExit(f"myapi serve did not come up:\n{self.log.read_text()}")
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(15)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(5)
+
+
+def sign_in(base: str, username: str, password: str) -> tuple[str, int]:
+    response = requests.post(f"{base}/tokens", auth=(username, password), timeout=30)
+    response.raise_for_status()
+    token = response.json()["token"]
+    me = requests.get(f"{base}/users/me", headers={"Authorization": f"Bearer {token}"}, timeout=30)
+    me.raise_for_status()
+    return token, me.json()["id"]
+
+
+def summary_numbers(output: str) -> dict:
+    """Operations, test cases, failures and errors from schemathesis's summary."""
+
+    def number(pattern: str, text: str = output) -> int:
+        match = re.search(pattern, text)
+        return int(match[1]) if match else 0
+
+    closing = re.findall(r"^=+ (.*) in [\d.]+s =+$", output, re.MULTILINE)
+    closing_line = closing[-1] if closing else ""
+    return {
+        "operations": number(r"Tested:\s+(\d+)"),
+        "cases": number(r"(\d+) generated"),
+        "failures": number(r"(\d+) failures?\b", closing_line),
+        "errors": number(r"(\d+) errors?\b", closing_line),
+    }
+
+
+def run_phase(name: str, base: str, workdir: Path, *, token: str | None, protected_id: int | None,
+              excluded: list[str]) -> tuple[int, dict, float]:
+    command = [
+        *schemathesis_command(), "run", f"{base}/openapi.json", "--url", base,
+        "--checks", CHECKS,
+        "--max-examples", MAX_EXAMPLES, "--seed", SEED, "--workers", WORKERS,
+        "--generation-database", "none", "--request-timeout", "30", "--no-color",
+        "--report", "junit", "--report-dir", str(workdir / f"report-{name}"),
+    ]
+    for operation_id in excluded:
+        command += ["--exclude-operation-id", operation_id]
+    env = {**os.environ, "SCHEMATHESIS_HOOKS": "fuzz_hooks",
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT / "tests"), os.environ.get("PYTHONPATH")]))}
+    env.pop("FUZZ_PROTECTED_USER_ID", None)
+    if token:
+        command += ["--header", f"Authorization: Bearer {token}"]
+    if protected_id is not None:
+        env["FUZZ_PROTECTED_USER_ID"] = str(protected_id)
+    shown = " ".join("'Authorization: Bearer ...'" if part.startswith("Authorization:") else part
+                     for part in command[1:])
+    print(f"\n=== fuzz: {name} ===\n$ st {shown}", flush=True)
+    started = time.monotonic()
+    result = subprocess.run(command, env=env, cwd=workdir, capture_output=True, text=True)
+    elapsed = time.monotonic() - started
+    output = result.stdout + result.stderr
+    (workdir / f"schemathesis-{name}.txt").write_text(output)
+    if result.returncode != 0:
+        print(output)  # everything: the failures with their curl reproductions
+    else:
+        summary = output.find(" SUMMARY ===")
+        print(output[output.rfind("\n", 0, summary) + 1:] if summary >= 0 else output[-3000:])
+    return result.returncode, summary_numbers(output), elapsed
+
+
+def main() -> int:
+    started = time.monotonic()
+    workdir = Path(tempfile.mkdtemp(prefix="myapi-fuzz-"))
+    database_url = os.environ.get("FUZZ_DATABASE_URL") or f"sqlite:///{workdir / 'fuzz.db'}"
+    env = {name: value for name, value in os.environ.items() if not name.startswith("MYAPI_")}
+    env.update({
+        "MYAPI_DATABASE_URL": database_url,
+        "MYAPI_SECRET_KEY": "fuzz",
+        "MYAPI_RATELIMIT_ENABLED": "false",
+        "MYAPI_ARGON2_MEMORY_COST": "1024",  # cheap hashing: thousands of sign-ins and sign-ups
+        "MYAPI_ARGON2_TIME_COST": "1",
+        "MYAPI_LOG_LEVEL": "WARNING",
+        "XDG_RUNTIME_DIR": str(workdir),  # gunicorn's control socket, if any, stays ours
+    })
+    myapi("db", "upgrade", env=env)
+    myapi("db", "seed", "--demo", env=env)
+    myapi("users", "create-admin", ADMIN[0], "--email", "fuzzadmin@example.com", "--password", ADMIN[1], env=env)
+
+    server = Server(env, workdir / "server.log")
+    results = []
+    try:
+        base = server.start()
+        document = requests.get(f"{base}/openapi.json", timeout=30)
+        if document.status_code != 200:
+            raise SystemExit(f"GET {API}/openapi.json answered {document.status_code}: is it in app.py's route table?")
+        admin_token, admin_id = sign_in(base, *ADMIN)
+        customer_token, customer_id = sign_in(base, *CUSTOMER)
+        phases = [
+            ("anonymous", None, None, KNOWN_BUGS),
+            ("customer", customer_token, customer_id, KNOWN_BUGS + SELF_DESTRUCTIVE),
+            ("admin", admin_token, admin_id, KNOWN_BUGS + SELF_DESTRUCTIVE),
+        ]
+        for name, token, protected_id, excluded in phases:
+            code, numbers, elapsed = run_phase(name, base, workdir, token=token, protected_id=protected_id,
+                                               excluded=excluded)
+            results.append((name, code, numbers, elapsed))
+    finally:
+        server.stop()
+
+    errors_logged = [line for line in (workdir / "server.log").read_text().splitlines()
+                     if '"level":"ERROR"' in line.replace(" ", "")]
+    print("\n=== fuzz summary ===")
+    print(f"{'phase':<10} {'operations':>10} {'test cases':>11} {'failures':>9} {'errors':>7} {'seconds':>8}  result")
+    for name, code, numbers, elapsed in results:
+        print(f"{name:<10} {numbers['operations']:>10} {numbers['cases']:>11} {numbers['failures']:>9} "
+              f"{numbers['errors']:>7} {elapsed:>8.1f}  {'ok' if code == 0 else f'FAILED (st exit {code})'}")
+    total = sum(numbers["cases"] for _, _, numbers, _ in results)
+    failed = [name for name, code, _, _ in results if code != 0]
+    bad = sum(numbers["failures"] + numbers["errors"] for _, _, numbers, _ in results)
+    bad = max(bad, len(failed)) + len(errors_logged)
+    print(f"total: {total} test cases, {len(failed)} failed phase(s), {len(errors_logged)} server error log "
+          f"line(s), {time.monotonic() - started:.0f} s; excluded until fixed: {', '.join(KNOWN_BUGS) or 'none'}")
+    if errors_logged:
+        print("server errors (500s are logged with their traceback):")
+        for line in errors_logged[:5]:
+            print("  " + line[:2000])
+    if failed or errors_logged or os.environ.get("FUZZ_KEEP"):
+        print(f"work directory kept: {workdir}")
+    else:
+        shutil.rmtree(workdir, ignore_errors=True)
+    print(f"fuzz: {max(total - bad, 0)} passed, {bad} failed")  # the closing line CI reads
+    return 1 if failed or errors_logged else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
