@@ -104,7 +104,8 @@ def test_reports_are_admin_only(client, customer):
 
 @pytest.mark.parametrize("query", ["top-customers?limit=0", "top-customers?limit=1000",
                                    "top-customers?interval=yesterday", "revenue-by-category?interval=2025-02/2025-01",
-                                   "monthly-revenue?year=twenty", "monthly-revenue?year=1800", "monthly-revenue?year=9999",
+                                   "monthly-revenue?year=twenty", "monthly-revenue?year=1800",
+                                   "monthly-revenue?year=9999",
                                    "monthly-revenue?month=1"])
 def test_bad_report_parameters_are_400(client, admin, query):
     response = client.get(f"{API}/reports/{query}", headers=admin.headers)

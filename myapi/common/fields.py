@@ -177,10 +177,8 @@ def _step(key: str, field):
         return nested
     if isinstance(field, fields.List):
         container = field.container
-        if isinstance(container, fields.Nested):
-            inner = compile_fields(container.nested)
-        else:
-            inner = container.format  # a list of scalars
+        # A list of objects, or of scalars.
+        inner = compile_fields(container.nested) if isinstance(container, fields.Nested) else container.format
         return lambda obj: None if (values := read(obj)) is None else [inner(value) for value in values]
     if isinstance(field, Template):
         return lambda obj: field.output(key, obj)

@@ -13,11 +13,10 @@ from __future__ import annotations
 from urllib.parse import urlencode
 
 from flask import request
-from flask_restful import marshal
 
 from ..services.query import Page
 from . import inputs
-from .fields import field_names
+from .fields import field_names, marshal
 from .representations import Collection
 
 DEFAULT_PER_PAGE = 20

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from flask_restful import fields, marshal
+from flask_restful import fields
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from .. import __version__
 from ..common.errors import UNAVAILABLE, Problem
+from ..common.fields import marshal
 from ..common.openapi import documented
 from ..common.representations import JSON
 from ..common.resource import Resource

@@ -10,12 +10,10 @@ from __future__ import annotations
 
 import datetime as dt
 
-from flask_restful import marshal
-
 from ..common import inputs
 from ..common.auth import require_user
 from ..common.errors import Problem
-from ..common.fields import API_PREFIX, field_names, order_fields
+from ..common.fields import API_PREFIX, field_names, marshal, order_fields
 from ..common.openapi import documented
 from ..common.pagination import add_pagination_args, page_response
 from ..common.parsing import RequestParser, is_json_request

@@ -11,12 +11,12 @@ import datetime as dt
 import io
 
 from flask import request
-from flask_restful import fields, marshal
+from flask_restful import fields
 
 from ..common import inputs
 from ..common.auth import require_admin
 from ..common.errors import VALIDATION, Problem, validation_problem
-from ..common.fields import API_PREFIX, field_names, product_fields
+from ..common.fields import API_PREFIX, field_names, marshal, product_fields
 from ..common.openapi import documented
 from ..common.pagination import add_pagination_args, page_response
 from ..common.parsing import RequestParser
@@ -57,11 +57,7 @@ put_parser = create_parser.copy()
 put_parser.replace_argument("stock", type=stock, required=True)
 
 # PATCH changes only what is given.
-patch_parser = create_parser.copy()
-for argument in patch_parser.args:
-    argument.required = False
-    argument.store_missing = False
-    argument.default = None
+patch_parser = create_parser.partial()
 
 
 def product_location(product) -> str:
@@ -89,7 +85,6 @@ class ProductList(Resource):
         args = create_parser.parse_args()
         session = get_session()
         product = products_service.create_product(session, dict(args))
-
         return item(marshal(product, product_fields), product.version, 201,
                     {"Location": product_location(product)})
 
@@ -117,7 +112,6 @@ class Product(Resource):
         check_if_match(product.version)
         session = get_session()
         products_service.delete_product(session, product)
-
         return no_content()
 
     @staticmethod
@@ -128,7 +122,6 @@ class Product(Resource):
         check_if_match(product.version)
         session = get_session()
         products_service.update_product(session, product, changes)
-
         return item(marshal(product, product_fields), product.version)
 
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 
-from flask_restful import fields, marshal
+from flask_restful import fields
 
 from ..common import inputs
 from ..common.auth import require_admin
-from ..common.fields import Money
+from ..common.fields import Money, marshal
 from ..common.openapi import documented
 from ..common.parsing import RequestParser
 from ..common.representations import Collection

@@ -9,11 +9,10 @@ nothing about which usernames exist.
 from __future__ import annotations
 
 from flask import g, request
-from flask_restful import marshal
 
 from ..common import inputs
 from ..common.auth import check_password, current_token, issue_token, require_user, revoke_token, unauthorized
-from ..common.fields import API_PREFIX, token_fields
+from ..common.fields import API_PREFIX, marshal, token_fields
 from ..common.openapi import documented
 from ..common.parsing import RequestParser, request_body
 from ..common.representations import JSON
@@ -80,5 +79,4 @@ class CurrentToken(Resource):
         require_user()
         session = get_session()
         revoke_token(session, current_token().id)
-
         return no_content()

@@ -7,12 +7,10 @@ or ``is_active`` (a customer who tries gets 403), list users, or deactivate one.
 
 from __future__ import annotations
 
-from flask_restful import marshal
-
 from ..common import inputs
 from ..common.auth import current_user, hash_password, require_admin, require_user
 from ..common.errors import Problem
-from ..common.fields import API_PREFIX, user_fields
+from ..common.fields import API_PREFIX, marshal, user_fields
 from ..common.openapi import documented
 from ..common.pagination import add_pagination_args, page_response
 from ..common.parsing import RequestParser
@@ -42,11 +40,7 @@ put_parser.add_argument("role", type=inputs.choice(*ROLES), store_missing=False)
 put_parser.add_argument("is_active", type=inputs.boolean, store_missing=False)
 
 # PATCH: every field optional, and only the given ones change.
-patch_parser = put_parser.copy()
-for argument in patch_parser.args:
-    argument.required = False
-    argument.store_missing = False
-    argument.default = None
+patch_parser = put_parser.partial()
 
 ADMIN_ONLY_FIELDS = ("role", "is_active")
 
@@ -115,7 +109,6 @@ class User(Resource):
         check_if_match(user.version)
         session = get_session()
         users_service.deactivate_user(session, user)
-
         return no_content()
 
     @staticmethod
@@ -133,7 +126,6 @@ class User(Resource):
             changes["password_hash"] = hash_password(changes.pop("password"))
         session = get_session()
         users_service.update_user(session, user, changes)
-
         return item(marshal(user, user_fields), user.version)
 
 
