@@ -113,7 +113,8 @@ def db_session(app):
 def live_server(app):
     """The real app served over HTTP on a free port, for ``requests``."""
     server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    # A 50 ms poll interval: shutdown() waits for it (the default is 500 ms).
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{server.port}"
     server.shutdown()

@@ -49,17 +49,6 @@ from myapi.models import Order, Product
 
 
 @pytest.fixture
-def live_server(app):
-    """The conftest's live server, stopping in 50 ms instead of 500 (serve_forever's poll interval)."""
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.port}"
-    server.shutdown()
-    thread.join(5)
-
-
-@pytest.fixture
 def api(live_server, admin):
     with Client(live_server, admin.token) as client:
         yield client

@@ -7,29 +7,15 @@ import datetime as dt
 import os
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
-import pytest
 from sqlalchemy import func, select, update
-from werkzeug.serving import make_server
 
 from myapi.client import Client
 from myapi.db import get_db
 from myapi.models import Order, Product
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
-
-
-@pytest.fixture
-def live_server(app):
-    """The conftest's live server, stopping in 50 ms instead of 500 (serve_forever's poll interval)."""
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.port}"
-    server.shutdown()
-    thread.join(5)
 
 
 def script(name: str, *args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess:

@@ -27,17 +27,6 @@ GOOD_CSV = ("sku,name,category,price,stock\r\n"
 BAD_CSV = "sku,name,category,price,stock\r\nTEA-1,Sencha,tea,free,10\r\nTEA-2,,tea,9.00,5\r\n"
 
 
-@pytest.fixture
-def live_server(app):
-    """The conftest's live server, stopping in 50 ms instead of 500 (serve_forever's poll interval)."""
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.port}"
-    server.shutdown()
-    thread.join(5)
-
-
 @pytest.fixture(autouse=True)
 def config_home(tmp_path, monkeypatch):
     """A config dir of the test's own; no MYAPI_URL / MYAPI_TOKEN from the caller's shell."""
