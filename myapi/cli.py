@@ -37,7 +37,7 @@ def migrated_app():
 @click.option("--bind", "-b", default="127.0.0.1:5000", show_default=True, help="host:port to listen on.")
 @click.option("--workers", "-w", type=int, default=None,
               help="gunicorn worker processes (default: MYAPI_WORKERS or 4).")
-@click.option("--threads", type=int, default=4, show_default=True,
+@click.option("--threads", type=int, default=2, show_default=True,
               help="threads per worker (more than 1 uses gunicorn's gthread workers).")
 @click.option("--timeout", type=int, default=60, show_default=True, help="worker timeout in seconds.")
 def serve(bind: str, workers: int | None, threads: int, timeout: int) -> None:
@@ -45,7 +45,9 @@ def serve(bind: str, workers: int | None, threads: int, timeout: int) -> None:
 
     Threaded workers by default: a sync worker sends no heartbeat while it
     serves, so gunicorn's timeout killed long exports and imports mid-stream
-    (benchmarks/out/catalog_io-*.md); a gthread worker keeps beating.
+    (benchmarks/out/catalog_io-*.md); a gthread worker keeps beating. Two
+    threads, not more: in the worker sweep (benchmarks/SWEEP.md) 4 threads
+    raised the POST-order p99 for no more throughput.
     """
     from gunicorn.app.base import BaseApplication
 

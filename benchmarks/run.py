@@ -1,0 +1,959 @@
+"""The myapi benchmark: seeded databases, the real server, same-run baselines, RESULTS.md.
+
+    make bench          # .venv/bin/python benchmarks/run.py            (~15 min)
+    make bench-quick    # .venv/bin/python benchmarks/run.py --quick    (< 3 min)
+    .venv/bin/python benchmarks/run.py --refresh-analysis RESULTS.md   # re-embed ANALYSIS.md only
+
+For each database (SQLite file, PostgreSQL ``myapi_bench_run``):
+
+1. a fresh database is migrated (``myapi.migrate.upgrade``) and seeded with a
+   fixed seed by Core bulk inserts (benchmarks/seeding.py): full 100k products,
+   10k users, 50k orders with lines; quick 10k / 1k / 5k;
+2. three servers start with the same gunicorn settings (workers, threads,
+   keep-alive, timeout): the app (``myapi serve``), the raw WSGI ceiling and the
+   bare Flask + Core reference (benchmarks/baselines.py);
+3. each workload runs ``--runs`` times per server, interleaved (baseline, app,
+   baseline, app...) so drift hits both alike; the median, min and max of
+   requests/s are reported with the closed-loop p50/p99, and the app's median
+   as a ratio to its baseline's;
+4. each workload is then sent to the app at 80 % of its median peak by the
+   open-loop Python generator, for p50/p99 at a fixed rate;
+5. optionally (``--profile``, on in the full run) py-spy samples the app's
+   workers under each workload; the top of each profile goes in RESULTS.md;
+6. CSV export (time to first byte, rows/s, peak RSS of the single worker) and
+   import (rows/s, peak RSS), next to PostgreSQL ``COPY`` of the same file, on
+   a separate one-worker app server.
+
+The full run also compares gunicorn worker counts and classes on PostgreSQL
+(``--sweep``). Results go to benchmarks/RESULTS.md (``--quick``:
+benchmarks/RESULTS-quick.md), with the issue's targets marked met or not.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import csv
+import datetime as dt
+import importlib
+import os
+import platform
+import shlex
+import shutil
+import signal
+import socket
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import loadgen
+import requests
+import seeding
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "benchmarks"
+VENV_BIN = Path(sys.executable).parent
+API = "/api/v1"
+PG_SERVER_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+PG_DB = "myapi_bench_run"
+SECRET_KEY = "benchmark-secret-key-not-for-production"  # noqa: S105 - a throwaway local server
+SEED = 20240501
+
+FULL = seeding.SeedSize(products=100_000, users=10_000, orders=50_000)
+QUICK = seeding.SeedSize(products=10_000, users=1_000, orders=5_000)
+
+APP, CORE, RAW = "myapi", "flask+core", "raw wsgi"
+
+
+def log(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+# -- servers ----------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                stat = (entry / "stat").read_text()
+                if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                    found.append(int(entry.name))
+    return found
+
+
+def rss_kib(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+@dataclass
+class Server:
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+    port: int
+    probe: str
+    workers: int
+    log_path: Path
+    process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> Server:
+        with self.log_path.open("wb") as out:
+            self.process = subprocess.Popen(self.argv, env=self.env, stdout=out, stderr=subprocess.STDOUT,  # noqa: S603
+                                            cwd=ROOT, start_new_session=True)
+        return self
+
+    def wait(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"{self.name} exited:\n{self.log_path.read_text()[-3000:]}")
+            with contextlib.suppress(requests.RequestException):
+                if (requests.get(self.url + self.probe, timeout=2).status_code < 500
+                        and len(children(self.process.pid)) >= self.workers):
+                    return
+            time.sleep(0.1)
+        raise RuntimeError(f"{self.name} did not come up:\n{self.log_path.read_text()[-3000:]}")
+
+    def workers_pids(self) -> list[int]:
+        return children(self.process.pid) if self.process else []
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(20)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(5)
+
+
+def server_env(url: str, workdir: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MYAPI_")}
+    env.update({
+        "MYAPI_DATABASE_URL": url, "MYAPI_RATELIMIT_ENABLED": "false", "MYAPI_LOG_LEVEL": "WARNING",
+        "MYAPI_SECRET_KEY": SECRET_KEY, "XDG_RUNTIME_DIR": str(workdir),  # gunicorn's control socket
+        "PYTHONPATH": str(ROOT), **extra,
+    })
+    return env
+
+
+def app_server(url: str, workdir: Path, workers: int, threads: int, timeout: int = 120, tag: str = "app") -> Server:
+    port = free_port()
+    argv = [str(VENV_BIN / "myapi"), "serve", "--bind", f"127.0.0.1:{port}", "--workers", str(workers),
+            "--threads", str(threads), "--timeout", str(timeout)]
+    return Server(APP, argv, server_env(url, workdir), port, f"{API}/health", workers, workdir / f"{tag}.log")
+
+
+def baseline_server(name: str, target: str, url: str, workdir: Path, workers: int, threads: int,
+                    **extra: str) -> Server:
+    port = free_port()
+    # The settings `myapi serve` gives gunicorn (myapi/cli.py): keep-alive 5, no access log.
+    argv = [str(VENV_BIN / "gunicorn"), "-w", str(workers), "--threads", str(threads), "-b", f"127.0.0.1:{port}",
+            "--keep-alive", "5", "--timeout", "120", "--error-logfile", "-", "--chdir", str(ROOT), target]
+    probe = f"{API}/products/1"
+    return Server(name, argv, server_env(url, workdir, **extra), port, probe, workers,
+                  workdir / f"{target.rsplit(':', 1)[1]}.log")
+
+
+# -- databases ----------------------------------------------------------------------
+
+
+def fresh_database(kind: str, workdir: Path, pg_server: str) -> str:
+    if kind == "sqlite":
+        return f"sqlite:///{workdir / 'bench.db'}"
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    server = make_url(pg_server)
+    with psycopg.connect(libpq(pg_server), autocommit=True, connect_timeout=10) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{PG_DB}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{PG_DB}"')
+    return server.set(database=PG_DB).render_as_string(hide_password=False)
+
+
+def libpq(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def scalar(url: str, sql: str):
+    from sqlalchemy import text
+
+    from myapi.db import make_engine
+
+    engine = make_engine(url)
+    try:
+        with engine.begin() as conn:
+            result = conn.execute(text(sql))
+            return result.scalar() if result.returns_rows else None
+    finally:
+        engine.dispose()
+
+
+# -- measurements --------------------------------------------------------------------
+
+
+@dataclass
+class Series:
+    runs: list[loadgen.LoadResult] = field(default_factory=list)
+
+    def _values(self, attr: str) -> list[float]:
+        return [getattr(run, attr) for run in self.runs]
+
+    def median(self, attr: str = "ok_rps") -> float:
+        return statistics.median(self._values(attr)) if self.runs else 0.0
+
+    def span(self, attr: str = "ok_rps") -> tuple[float, float]:
+        values = self._values(attr)
+        return (min(values), max(values)) if values else (0.0, 0.0)
+
+    @property
+    def errors(self) -> int:
+        return sum(run.errors for run in self.runs)
+
+    @property
+    def requests(self) -> int:
+        return sum(run.requests for run in self.runs)
+
+    @property
+    def generator(self) -> str:
+        return self.runs[0].generator if self.runs else "?"
+
+
+def drive(server: Server, workload: loadgen.Workload, cfg: argparse.Namespace, seconds: float,
+          connections: int | None = None) -> loadgen.LoadResult:
+    connections = connections or cfg.connections
+    if cfg.generator == "wrk":
+        return loadgen.run_wrk(server.url, workload, connections=connections, seconds=seconds)
+    return loadgen.run_python(server.url, workload, seconds=seconds, connections=connections)
+
+
+def throughput(servers: dict[str, Server], workloads: list[tuple[loadgen.Workload, list[str]]],
+               cfg: argparse.Namespace, db: str) -> dict[tuple[str, str], Series]:
+    results: dict[tuple[str, str], Series] = {}
+    warmed: set[str] = set()
+    for workload, names in workloads:
+        for name in names:  # warm-up: pools, lazy imports, caches (each worker; quick: once per server)
+            if not (cfg.quick and name in warmed):
+                drive(servers[name], workload, cfg, cfg.warmup)
+            warmed.add(name)
+        for run in range(cfg.runs):
+            for name in (names if run % 2 == 0 else list(reversed(names))):
+                result = drive(servers[name], workload, cfg, cfg.seconds)
+                results.setdefault((workload.name, name), Series()).runs.append(result)
+                log(f"{db} {workload.name} [{name}] run {run + 1}: {result.ok_rps:,.0f} req/s,"
+                    f" p99 {result.p99_ms:.1f} ms, errors {result.errors}")
+    return results
+
+
+def fixed_rate(server: Server, workload: loadgen.Workload, rate: float, seconds: float) -> loadgen.LoadResult:
+    result = loadgen.run_python(server.url, workload, seconds=seconds, rate=rate, connections=16)
+    log(f"{workload.name} at {rate:,.0f}/s: achieved {result.rps:,.0f}/s p50 {result.p50_ms:.1f} ms"
+        f" p99 {result.p99_ms:.1f} ms errors {result.errors}")
+    return result
+
+
+# -- profiles -----------------------------------------------------------------------
+
+
+@dataclass
+class Profile:
+    label: str
+    samples: int
+    by_layer: list[tuple[str, float]]
+    inclusive: list[tuple[str, float]]
+    leaves: list[tuple[str, float]]
+
+
+LAYERS = (  # (layer, path fragment), first match wins, checked on the leaf frame
+    ("myapi", "myapi/"), ("flask_restful", "flask_restful"), ("flask", "flask/"),
+    ("flask_limiter/limits", "limit"), ("werkzeug", "werkzeug"), ("sqlalchemy", "sqlalchemy"),
+    ("psycopg (sending queries, waiting for PostgreSQL's answers)", "psycopg"), ("sqlite3 driver", "sqlite3"),
+    ("gunicorn (accept, read, write sockets)", "gunicorn"),
+    ("orjson/json", "json"), ("logging", "logging"), ("passlib/argon2", "passlib"),
+)
+OWN_CODE = ("myapi/", "flask_restful", "flask/")  # whose functions the inclusive table lists
+
+
+def frame_parts(frame: str) -> tuple[str, str]:
+    """``func (path/file.py:123)`` -> (func, path/file.py)."""
+    func, _, where = frame.partition(" (")
+    return func, where.rstrip(")").rsplit(":", 1)[0]
+
+
+def layer_of(path: str) -> str:
+    for layer, fragment in LAYERS:
+        if fragment in path:
+            return layer
+    return "python stdlib/other" if path else "native/idle"
+
+
+def py_spy(pids: list[int], seconds: float, out: Path) -> list[Path]:
+    exe = VENV_BIN / "py-spy"
+    files, procs = [], []
+    for pid in pids:
+        target = out.with_suffix(f".{pid}.txt")
+        procs.append(subprocess.Popen([str(exe), "record", "--pid", str(pid), "--duration", str(int(seconds)),  # noqa: S603
+                                       "--rate", "250", "--format", "raw", "--nonblocking", "--output", str(target)],
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        files.append(target)
+    for proc in procs:
+        proc.wait(seconds + 30)
+    return [path for path in files if path.exists()]
+
+
+def summarise_profile(label: str, files: list[Path]) -> Profile:
+    layers: Counter[str] = Counter()
+    inclusive: Counter[str] = Counter()
+    leaves: Counter[str] = Counter()
+    total = 0
+    for path in files:
+        for line in path.read_text(errors="replace").splitlines():
+            stack, _, count_text = line.rpartition(" ")
+            if not stack or not count_text.isdigit():
+                continue
+            count = int(count_text)
+            frames = stack.split(";")
+            total += count
+            leaf_func, leaf_path = frame_parts(frames[-1])
+            layers[layer_of(leaf_path)] += count
+            leaves[f"{leaf_func} ({short(leaf_path)})"] += count
+            seen = set()
+            for frame in frames:
+                func, path = frame_parts(frame)
+                key = f"{func} ({short(path)})"
+                if key not in seen and any(fragment in path for fragment in OWN_CODE):
+                    seen.add(key)
+                    inclusive[key] += count
+    def share(counter: Counter[str], n: int) -> list[tuple[str, float]]:
+        return [(key, 100 * value / total) for key, value in counter.most_common(n)] if total else []
+
+    return Profile(label, total, share(layers, 12), share(inclusive, 22), share(leaves, 12))
+
+
+def short(path: str) -> str:
+    for marker in ("site-packages/", f"{ROOT}/"):
+        if marker in path:
+            return path.split(marker, 1)[1]
+    return path.rsplit("/", 2)[-1] if "/" in path else path
+
+
+def profile(server: Server, workload: loadgen.Workload, cfg: argparse.Namespace, db: str,
+            workdir: Path) -> Profile | None:
+    if not (VENV_BIN / "py-spy").exists():
+        log("py-spy is not installed in the venv (pip install -r benchmarks/requirements.txt); no profile")
+        return None
+    seconds = max(3, int(cfg.seconds))
+    box: dict = {}
+    load = threading.Thread(target=lambda: box.setdefault("r", drive(server, workload, cfg, seconds + 1)))
+    load.start()
+    time.sleep(0.5)
+    files = py_spy(server.workers_pids(), seconds, workdir / f"profile-{db}-{workload.script}")
+    load.join()
+    return summarise_profile(f"{db}: {workload.name}", files)
+
+
+# -- CSV export and import ----------------------------------------------------------------
+
+
+@dataclass
+class CsvRun:
+    seconds: float
+    rows: int
+    status: int
+    ttfb_headers: float | None = None
+    ttfb_body: float | None = None
+    rss_before: int = 0
+    rss_peak: int = 0
+    rss_idle: int = 0  # the worker before the first CSV operation
+
+
+class RssPeak:
+    def __init__(self, pid: int):
+        self.pid, self.before, self.peak = pid, rss_kib(pid), 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, rss_kib(self.pid))
+            self._stop.wait(0.02)
+
+    def __enter__(self) -> RssPeak:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, rss_kib(self.pid), self.before)
+
+
+def export_once(server: Server, query: str, target: Path) -> CsvRun:
+    pid = server.workers_pids()[0]
+    with RssPeak(pid) as rss, target.open("wb") as out:
+        started = time.perf_counter()
+        with requests.get(f"{server.url}{API}/products/export?format=csv{query}", stream=True,
+                          timeout=(10, 600)) as response:
+            headers_at = time.perf_counter() - started
+            body_at = None
+            for chunk in response.iter_content(64 * 1024):
+                if body_at is None:
+                    body_at = time.perf_counter() - started
+                out.write(chunk)
+        seconds = time.perf_counter() - started
+    with target.open(encoding="utf-8", newline="") as fh:
+        rows = sum(1 for _ in csv.reader(fh)) - 1
+    target.unlink()
+    return CsvRun(seconds, rows, response.status_code, headers_at, body_at, rss.before, rss.peak)
+
+
+def import_once(server: Server, csv_path: Path, rows: int, token: str) -> CsvRun:
+    pid = server.workers_pids()[0]
+    with RssPeak(pid) as rss, csv_path.open("rb") as body:
+        started = time.perf_counter()
+        response = requests.post(f"{server.url}{API}/products/import", data=body, timeout=(10, 1800),
+                                 headers={"Content-Type": "text/csv", "Authorization": f"Bearer {token}"})
+        seconds = time.perf_counter() - started
+    if response.status_code != 200:
+        log(f"import answered {response.status_code}: {response.text[:300]}")
+    return CsvRun(seconds, rows if response.status_code == 200 else 0, response.status_code,
+                  rss_before=rss.before, rss_peak=rss.peak)
+
+
+def pg_copy_once(url: str, csv_path: Path) -> float:
+    import psycopg
+
+    with psycopg.connect(libpq(url)) as conn:
+        conn.execute("CREATE TABLE IF NOT EXISTS bench_copy (sku text, name text, description text, category text,"
+                     " price numeric(12, 2), stock integer, is_available boolean)")
+        conn.execute("TRUNCATE bench_copy")
+        conn.commit()
+        started = time.perf_counter()
+        with conn.cursor() as cursor, cursor.copy(
+                "COPY bench_copy (sku, name, description, category, price, stock, is_available)"
+                " FROM STDIN WITH (FORMAT csv, HEADER true)") as copy, csv_path.open("rb") as fh:
+            while data := fh.read(256 * 1024):
+                copy.write(data)
+        conn.commit()
+        seconds = time.perf_counter() - started
+        conn.execute("DROP TABLE bench_copy")
+        conn.commit()
+    return seconds
+
+
+def csv_benchmarks(db: str, url: str, seeded: seeding.Seeded, cfg: argparse.Namespace,
+                   workdir: Path) -> dict[str, list[CsvRun] | list[float]]:
+    catalog_io = importlib.import_module("catalog_io")  # benchmarks/catalog_io.py, for its CSV generator
+    rows = seeded.size.products
+    csv_path = workdir / "import.csv"
+    catalog_io.generate_csv(csv_path, rows, SEED)
+    # The small export: the cheapest ~10 % of the catalogue (prices are uniform in 1.00-999.99).
+    small_query = "&max_price=100.99"
+    out: dict[str, list] = {"export small": [], "export all": [], "import": [], "copy": []}
+    server = app_server(url, workdir, 1, 1, timeout=1800, tag="csv-app").start()
+    try:
+        server.wait()
+        requests.get(f"{server.url}{API}/products/1", timeout=10)
+        idle = rss_kib(server.workers_pids()[0])
+        for run in range(cfg.runs):
+            for key, query in (("export small", small_query), ("export all", "")):
+                result = export_once(server, query, workdir / "export.csv")
+                result.rss_idle = idle
+                out[key].append(result)
+                log(f"{db} {key} run {run + 1}: {result.rows:,} rows in {result.seconds:.2f}s,"
+                    f" first byte {1000 * (result.ttfb_body or 0):.0f} ms, peak RSS {result.rss_peak / 1024:.1f} MiB")
+        for run in range(cfg.runs):
+            scalar(url, "DELETE FROM products WHERE sku LIKE 'SKU-%'")
+            result = import_once(server, csv_path, rows, seeded.admin_token)
+            result.rss_idle = idle
+            out["import"].append(result)
+            log(f"{db} import run {run + 1}: HTTP {result.status}, {rows:,} rows in {result.seconds:.2f}s,"
+                f" peak RSS {result.rss_peak / 1024:.1f} MiB")
+        if db == "postgresql":
+            for run in range(cfg.runs):
+                seconds = pg_copy_once(url, csv_path)
+                out["copy"].append(seconds)
+                log(f"{db} COPY run {run + 1}: {rows:,} rows in {seconds:.2f}s")
+    finally:
+        server.stop()
+    out["csv_bytes"] = [csv_path.stat().st_size]
+    return out
+
+
+# -- worker sweep --------------------------------------------------------------------------
+
+
+def sweep(url: str, seeded: seeding.Seeded, cfg: argparse.Namespace, workdir: Path,
+          token_file: Path) -> list[tuple[str, str, Series]]:
+    configs = [("sync", 2, 1), ("sync", 4, 1), ("sync", 8, 1), ("gthread", 2, 2), ("gthread", 4, 2),
+               ("gthread", 2, 4), ("gthread", 4, 4)]
+    workloads = [loadgen.get_product(seeded.size.products), loadgen.post_order(seeded.size.products, token_file)]
+    rows = []
+    for klass, workers, threads in configs:
+        server = app_server(url, workdir, workers, threads, tag=f"sweep-{workers}-{threads}").start()
+        try:
+            server.wait()
+            label = f"{klass} {workers} workers" + (f" x {threads} threads" if threads > 1 else "")
+            for workload in workloads:
+                drive(server, workload, cfg, cfg.warmup, connections=max(8, workers * threads))
+                series = Series()
+                for _ in range(cfg.runs):
+                    series.runs.append(drive(server, workload, cfg, cfg.seconds, connections=max(8, workers * threads)))
+                rows.append((label, workload.name, series))
+                log(f"sweep {label} {workload.name}: {series.median():,.0f} req/s p99 {series.median('p99_ms'):.1f} ms")
+        finally:
+            server.stop()
+    return rows
+
+
+# -- one database ----------------------------------------------------------------------------
+
+
+@dataclass
+class DbResults:
+    db: str
+    url: str
+    seeded: seeding.Seeded
+    throughput: dict[tuple[str, str], Series]
+    fixed: dict[str, loadgen.LoadResult]
+    profiles: list[Profile]
+    csv: dict
+    sweep: list = field(default_factory=list)
+    server_errors: list[str] = field(default_factory=list)
+
+
+def bench_database(db: str, cfg: argparse.Namespace) -> DbResults:
+    workdir = Path(tempfile.mkdtemp(prefix=f"myapi-bench-{db}-"))
+    try:
+        url = fresh_database(db, workdir, cfg.pg_server_url)
+        size = QUICK if cfg.quick else FULL
+        seeded = seeding.seed(url, size, SEED)
+        log(f"{db}: seeded {size.products:,} products, {size.users:,} users, {size.orders:,} orders"
+            f" in {seeded.seconds:.1f}s")
+        token_file = workdir / "tokens.txt"
+        token_file.write_text("\n".join(seeded.customer_tokens) + "\n")
+        workloads = [
+            (loadgen.get_product(size.products), [RAW, CORE, APP]),
+            (loadgen.list_products(), [CORE, APP]),
+            (loadgen.post_product(seeded.admin_token), [CORE, APP]),
+            (loadgen.post_order(size.products, token_file), [CORE, APP]),
+        ]
+        if not cfg.throughput:
+            sweep_rows = sweep(url, seeded, cfg, workdir, token_file) if cfg.sweep and db == "postgresql" else []
+            csv_results = csv_benchmarks(db, url, seeded, cfg, workdir) if cfg.csv else {}
+            return DbResults(db, url, seeded, {}, {}, [], csv_results, sweep_rows)
+        app = app_server(url, workdir, cfg.workers, cfg.threads).start()
+        core = baseline_server(CORE, "benchmarks.baselines:core_app", url, workdir, cfg.workers, cfg.threads).start()
+        servers = {APP: app, CORE: core}
+        try:
+            app.wait()
+            body = workdir / "product-1.json"
+            body.write_bytes(requests.get(f"{app.url}{API}/products/1", timeout=10).content)
+            raw = baseline_server(RAW, "benchmarks.baselines:raw_app", url, workdir, cfg.workers, cfg.threads,
+                                  BENCH_CONSTANT_BODY=str(body))
+            servers[RAW] = raw
+            raw.start()
+            core.wait()
+            raw.wait()
+            results = throughput(servers, workloads, cfg, db)
+            fixed = {}
+            for workload, _names in workloads:
+                peak = results[(workload.name, APP)].median()
+                if peak > 0:
+                    fixed[workload.name] = fixed_rate(app, workload, 0.8 * peak, cfg.rate_seconds)
+            profiles = []
+            if cfg.profile:
+                for workload, _names in workloads:
+                    found = profile(app, workload, cfg, db, workdir)
+                    if found:
+                        profiles.append(found)
+        finally:
+            for server in servers.values():
+                server.stop()
+            errors = server_errors([server.log_path for server in servers.values()])
+        csv_results = csv_benchmarks(db, url, seeded, cfg, workdir) if cfg.csv else {}
+        sweep_rows = sweep(url, seeded, cfg, workdir, token_file) if cfg.sweep and db == "postgresql" else []
+        return DbResults(db, url, seeded, results, fixed, profiles, csv_results, sweep_rows,
+                         errors + server_errors([workdir / "csv-app.log"]))
+    finally:
+        if cfg.keep:
+            log(f"kept {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+def server_errors(paths: list[Path]) -> list[str]:
+    lines = []
+    for path in paths:
+        if path.exists():
+            for line in path.read_text(errors="replace").splitlines():
+                if any(word in line for word in ("ERROR", "CRITICAL", "Traceback", "TIMEOUT")):
+                    lines.append(f"{path.name}: {line[:200]}")
+    return lines[:30]
+
+
+# -- the report ----------------------------------------------------------------------------
+
+
+def versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {}
+    for name in ("gunicorn", "Flask", "Flask-RESTful", "Werkzeug", "SQLAlchemy", "psycopg", "orjson", "py-spy"):
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            found[name] = "-"
+    found["SQLite"] = sqlite3.sqlite_version
+    return found
+
+
+def machine() -> str:
+    model = "?"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    memory = "?"
+    with contextlib.suppress(OSError, ValueError):
+        memory = f"{int(Path('/proc/meminfo').read_text().split()[1]) / 1024 / 1024:.0f} GiB"
+    return (f"{platform.machine()}, {os.cpu_count()} CPUs ({model}), {memory} RAM, {platform.system()}"
+            f" {platform.release()}, Python {platform.python_version()}")
+
+
+def tool_version(argv: list[str]) -> str:
+    exe = shutil.which(argv[0])
+    if exe is None:
+        return "not installed"
+    done = subprocess.run([exe, *argv[1:]], capture_output=True, text=True, check=False)  # noqa: S603
+    return (done.stdout + done.stderr).strip().splitlines()[0][:100] if (done.stdout + done.stderr) else "?"
+
+
+def git_state() -> str:
+    git = shutil.which("git")
+    if git is None:
+        return "?"
+    head = subprocess.run([git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True,  # noqa: S603
+                          cwd=ROOT, check=False).stdout.strip()
+    dirty = subprocess.run([git, "status", "--porcelain", "--", "myapi"], capture_output=True, text=True,  # noqa: S603
+                           cwd=ROOT, check=False).stdout.split("\n")
+    changed = [line[3:] for line in dirty if line.strip()]
+    return head + (f" + uncommitted changes in {', '.join(changed)}" if changed else "")
+
+
+def source_digest() -> str:
+    """A digest of myapi/ as it is on disk: others may edit it while the benchmark runs."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for path in sorted((ROOT / "myapi").rglob("*.py")):
+        digest.update(path.relative_to(ROOT).as_posix().encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
+def fmt_rate(series: Series) -> str:
+    low, high = series.span()
+    return f"{series.median():,.0f} ({low:,.0f}–{high:,.0f})"
+
+
+def ratio(app: Series | None, base: Series | None) -> float | None:
+    if not app or not base or not base.median():
+        return None
+    return app.median() / base.median()
+
+
+def rows_per_s(runs: list[CsvRun]) -> tuple[float, float, float]:
+    values = [run.rows / run.seconds for run in runs if run.seconds and run.status == 200]
+    return (statistics.median(values), min(values), max(values)) if values else (0.0, 0.0, 0.0)
+
+
+def med(values: list[float]) -> float:
+    return statistics.median(values) if values else 0.0
+
+
+def report(results: list[DbResults], cfg: argparse.Namespace, command: str, started: float,
+           load_before: str, source_before: str) -> str:
+    size = QUICK if cfg.quick else FULL
+    klass = "sync" if cfg.threads == 1 else f"gthread ({cfg.threads} threads)"
+    lines = [
+        f"# myapi benchmark results ({'quick' if cfg.quick else 'full'} run)",
+        "",
+        "Generated by `benchmarks/run.py`; do not edit by hand (the analysis at the end comes from"
+        " benchmarks/ANALYSIS.md). Figures are medians of the runs, with min–max; ratios compare medians"
+        " measured in the same session, interleaved run by run.",
+        "",
+        f"- date: {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M}Z, total time {time.time() - started:.0f} s",
+        f"- command: `{command}`",
+        f"- commit: {git_state()}; myapi/ source digest {source_before}"
+        + ("" if source_digest() == source_before else
+           f" at the start, **{source_digest()} at the end: myapi/ changed during the run**"),
+        f"- machine: {machine()}",
+        f"- load average before / after: {load_before} / {load_average()} (other jobs share this machine)",
+        "- versions: " + ", ".join(f"{k} {v}" for k, v in versions().items())
+        + f", PostgreSQL {pg_version(cfg)}, wrk: {tool_version(['wrk', '-v'])}",
+        f"- data (seed {SEED}): {size.products:,} products, {size.users:,} users, {size.orders:,} orders"
+        " with 1–4 lines; Core bulk inserts after `myapi.migrate.upgrade`",
+        f"- servers: gunicorn {klass}, {cfg.workers} workers, keep-alive 5 s, timeout 120 s, rate limiting off,"
+        " log level WARNING; the app as `myapi serve --bind 127.0.0.1:PORT --workers"
+        f" {cfg.workers} --threads {cfg.threads} --timeout 120`, the baselines as `gunicorn -w {cfg.workers}"
+        f" --threads {cfg.threads} --keep-alive 5 benchmarks.baselines:raw_app|core_app`",
+        f"- load: {describe_generator(cfg)}; {cfg.runs} runs of {cfg.seconds:g} s per server and workload"
+        f" after a {cfg.warmup:g} s warm-up; fixed-rate latency: the Python open-loop generator at 80 % of the"
+        f" app's median peak for {cfg.rate_seconds:g} s",
+        "",
+    ]
+    for res in results:
+        lines += [f"## {res.db}", "", f"Seeded in {res.seeded.seconds:.1f} s.", "",
+                  "| workload | server | req/s median (min–max) | closed-loop p50 / p99 ms | errors"
+                  " | ratio to baseline | vs raw ceiling |",
+                  "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]
+        workloads = list(dict.fromkeys(name for name, _ in res.throughput))
+        for workload in workloads:
+            raw = res.throughput.get((workload, RAW))
+            core = res.throughput.get((workload, CORE))
+            for name in (RAW, CORE, APP):
+                series = res.throughput.get((workload, name))
+                if series is None:
+                    continue
+                base = core if name == APP else (raw if name == CORE else None)
+                r = ratio(series, base)
+                ceiling = ratio(series, raw) if name != RAW else None
+                lines.append(
+                    f"| {workload} | {name} | {fmt_rate(series)} | {series.median('p50_ms'):.1f} /"
+                    f" {series.median('p99_ms'):.1f} | {series.errors} of {series.requests:,}"
+                    f" | {'' if r is None else f'{r:.2f}× {CORE if name == APP else RAW}'}"
+                    f" | {'' if ceiling is None else f'{ceiling:.2f}×'} |")
+        lines += ["", f"Latency at a fixed rate, the app ({res.db}), Python open-loop generator, latency counted"
+                  " from each request's due time. The generator shares the CPUs: where its rate is high (cheap"
+                  " GETs), the 80 % point overloads the machine itself and the row measures queueing:", "",
+                  "| workload | target rate /s (80 % of peak) | achieved /s | p50 ms | p99 ms | errors |",
+                  "| --- | ---: | ---: | ---: | ---: | ---: |"]
+        for workload, result in res.fixed.items():
+            lines.append(f"| {workload} | {result.target_rate:,.0f} | {result.rps:,.0f} | {result.p50_ms:.1f}"
+                         f" | {result.p99_ms:.1f} | {result.errors} |")
+        if res.csv:
+            lines += csv_table(res)
+        if res.sweep:
+            lines += ["", "gunicorn worker count and class (the app on PostgreSQL; wrk connections = max(8,"
+                      " workers × threads)):", "",
+                      "| configuration | workload | req/s median (min–max) | p50 / p99 ms | errors |",
+                      "| --- | --- | ---: | ---: | ---: |"]
+            for label, workload, series in res.sweep:
+                lines.append(f"| {label} | {workload} | {fmt_rate(series)} | {series.median('p50_ms'):.1f} /"
+                             f" {series.median('p99_ms'):.1f} | {series.errors} |")
+        if res.server_errors:
+            lines += ["", "Server log lines worth a look:", "", "```", *res.server_errors, "```"]
+        lines.append("")
+    if not cfg.throughput:  # a CSV / sweep-only run: no targets to judge, no analysis of them
+        return "\n".join(lines) + "\n"
+    lines += targets(results, cfg)
+    for res in results:
+        for prof in res.profiles:
+            lines += profile_table(prof)
+    analysis = BENCH / "ANALYSIS.md"
+    if analysis.exists():
+        lines += ["", analysis.read_text(encoding="utf-8").strip(), ""]
+    return "\n".join(lines) + "\n"
+
+
+def csv_table(res: DbResults) -> list[str]:
+    csv_mb = res.csv["csv_bytes"][0] / 1e6
+    lines = ["", f"CSV ({res.db}; a separate one-worker app server; the import file is {csv_mb:.1f} MB,"
+             " all new skus each run; RSS of the one worker, sampled every 20 ms):", "",
+             "| operation | rows | rows/s median (min–max) | first byte ms (headers / body) | worker RSS idle →"
+             " peak MiB (max of the runs) |", "| --- | ---: | ---: | ---: | ---: |"]
+    for key in ("export small", "export all", "import"):
+        runs = res.csv.get(key) or []
+        if not runs:
+            continue
+        rate, low, high = rows_per_s(runs)
+        ttfb = (f"{1000 * med([r.ttfb_headers for r in runs]):.0f} / {1000 * med([r.ttfb_body or 0 for r in runs]):.0f}"
+                if key.startswith("export") else "")
+        before, peak = runs[0].rss_idle / 1024, max(r.rss_peak for r in runs) / 1024
+        lines.append(f"| {key} | {runs[0].rows:,} | {rate:,.0f} ({low:,.0f}–{high:,.0f}) | {ttfb}"
+                     f" | {before:.1f} → {peak:.1f} |")
+    if res.csv.get("copy"):
+        rows = res.csv["import"][0].rows or res.seeded.size.products
+        values = [rows / s for s in res.csv["copy"]]
+        lines.append(f"| PostgreSQL COPY of the same file (psycopg, into a typed staging table) | {rows:,}"
+                     f" | {med(values):,.0f} ({min(values):,.0f}–{max(values):,.0f}) | | |")
+    return lines
+
+
+def targets(results: list[DbResults], cfg: argparse.Namespace) -> list[str]:
+    lines = ["## Targets (issue 7)", "", "| target | database | measured | met? |", "| --- | --- | --- | --- |"]
+
+    def mark(ok: bool | None) -> str:
+        return "n/a" if ok is None else ("**met**" if ok else "**not met**")
+
+    for res in results:
+        t = res.throughput
+        for workload, goal in (("GET one product", 0.6), ("GET list of 50 (filter+sort)", 0.5)):
+            r = ratio(t.get((workload, APP)), t.get((workload, CORE)))
+            lines.append(f"| {workload} ≥ {goal}× bare Flask + Core | {res.db} |"
+                         f" {'?' if r is None else f'{r:.2f}×'} | {mark(None if r is None else r >= goal)} |")
+        order = t.get(("POST order", APP))
+        fixed = res.fixed.get("POST order")
+        if order:
+            note = "" if cfg.workers == 4 else f" (with {cfg.workers} workers, not 4)"
+            rate_ok = order.median() >= 300 if res.db == "postgresql" else None
+            lines.append(f"| POST order ≥ 300/s, 4 workers{note} | {res.db} | {order.median():,.0f}/s |"
+                         f" {mark(rate_ok) if res.db == 'postgresql' else 'n/a (target is for PostgreSQL)'} |")
+        if fixed:
+            ok = fixed.p99_ms < 100 and fixed.errors == 0
+            lines.append(f"| POST order p99 < 100 ms at 80 % of peak | {res.db} | p99 {fixed.p99_ms:.1f} ms at"
+                         f" {fixed.rps:,.0f}/s | {mark(ok) if res.db == 'postgresql' else 'n/a (' + mark(ok) + ')'} |")
+        if res.csv:
+            rate = rows_per_s(res.csv["import"])[0]
+            lines.append(f"| CSV import ≥ 50k rows/s | {res.db} | {rate:,.0f} rows/s | {mark(rate >= 50_000)} |")
+            all_runs = res.csv["export all"]
+            small = res.csv["export small"]
+            rate = rows_per_s(all_runs)[0]
+            lines.append(f"| CSV export ≥ 200k rows/s | {res.db} | {rate:,.0f} rows/s | {mark(rate >= 200_000)} |")
+            ttfb = med([r.ttfb_body or 0 for r in all_runs]) * 1000
+            lines.append(f"| export first byte < 100 ms | {res.db} | {ttfb:.0f} ms | {mark(ttfb < 100)} |")
+            growth = (max(r.rss_peak for r in all_runs) - max(r.rss_peak for r in small)) / 1024
+            lines.append(f"| export RSS growth ≤ 20 MB from 10k to 1M rows | {res.db} | {growth:+.1f} MiB from"
+                         f" {small[0].rows:,} to {all_runs[0].rows:,} rows (1M not measured) |"
+                         f" {mark(growth <= 20)} (partial) |")
+    lines += ["", "Not measured here: the query-count target is asserted by the test suite; the gunicorn"
+              " defaults are discussed in docs/deploy.md from the worker sweep.", ""]
+    return lines
+
+
+def profile_table(prof: Profile) -> list[str]:
+    lines = ["", f"### Profile: {prof.label} ({prof.samples:,} py-spy samples over all workers, idle excluded)",
+             "", "| where the CPU goes (leaf frame's layer) | % |", "| --- | ---: |"]
+    lines += [f"| {name} | {share:.1f} |" for name, share in prof.by_layer]
+    lines += ["", "| inclusive time in myapi / Flask / flask-restful functions | % |", "| --- | ---: |"]
+    lines += [f"| `{name}` | {share:.1f} |" for name, share in prof.inclusive]
+    lines += ["", "| hottest leaf functions (self time) | % |", "| --- | ---: |"]
+    lines += [f"| `{name}` | {share:.1f} |" for name, share in prof.leaves]
+    return lines
+
+
+def describe_generator(cfg: argparse.Namespace) -> str:
+    if cfg.generator == "wrk":
+        return f"wrk, 2 threads, {cfg.connections} connections (closed loop, Lua scripts in benchmarks/wrk/)"
+    return (f"**the Python generator** (threads + http.client, closed loop, {cfg.connections} connections) —"
+            " wrk was not found or not chosen; its figures understate the servers, the ratios still hold")
+
+
+def pg_version(cfg: argparse.Namespace) -> str:
+    try:
+        import psycopg
+
+        with psycopg.connect(libpq(cfg.pg_server_url), connect_timeout=5) as conn:
+            return conn.execute("SHOW server_version").fetchone()[0]
+    except Exception:  # only for the report
+        return "unreachable"
+
+
+def load_average() -> str:
+    return " ".join(f"{value:.2f}" for value in os.getloadavg())
+
+
+# -- main ----------------------------------------------------------------------------
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="small data, short runs (< 3 minutes)")
+    parser.add_argument("--databases", default="sqlite,postgresql", help="comma-separated: sqlite,postgresql")
+    parser.add_argument("--workers", type=int, default=4, help="gunicorn workers of every server (default 4)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="threads per worker; 1 = gunicorn's sync worker class, more = gthread")
+    parser.add_argument("--connections", type=int, default=8, help="concurrent client connections")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--seconds", type=float, default=None, help="length of one run")
+    parser.add_argument("--rate-seconds", type=float, default=None, help="length of the fixed-rate run")
+    parser.add_argument("--warmup", type=float, default=None)
+    parser.add_argument("--generator", choices=("auto", "wrk", "python"), default="auto")
+    parser.add_argument("--profile", action=argparse.BooleanOptionalAction, default=None,
+                        help="py-spy the app under each workload (default: on in the full run)")
+    parser.add_argument("--sweep", action=argparse.BooleanOptionalAction, default=None,
+                        help="compare worker counts and classes on PostgreSQL (default: on in the full run)")
+    parser.add_argument("--csv", action=argparse.BooleanOptionalAction, default=True, help="CSV import/export")
+    parser.add_argument("--throughput", action=argparse.BooleanOptionalAction, default=True,
+                        help="the workloads against the app and its baselines (--no-throughput: only CSV/sweep)")
+    parser.add_argument("--pg-server-url", default=os.environ.get("PG_SERVER_URL", PG_SERVER_URL))
+    parser.add_argument("--output", type=Path, default=None)
+    parser.add_argument("--keep", action="store_true", help="keep the temporary folder (logs, profiles)")
+    cfg = parser.parse_args(argv)
+    cfg.seconds = cfg.seconds or (2.0 if cfg.quick else 6.0)
+    cfg.rate_seconds = cfg.rate_seconds or (1.5 if cfg.quick else 8.0)
+    cfg.warmup = cfg.warmup or 1.0
+    cfg.profile = (not cfg.quick) if cfg.profile is None else cfg.profile
+    cfg.sweep = (not cfg.quick) if cfg.sweep is None else cfg.sweep
+    cfg.output = cfg.output or BENCH / ("RESULTS-quick.md" if cfg.quick else "RESULTS.md")
+    if cfg.generator == "auto":
+        cfg.generator = "wrk" if loadgen.wrk_path() else "python"
+    if cfg.generator == "wrk" and not loadgen.wrk_path():
+        parser.error(loadgen.WRK_INSTALL_HINT)
+    return cfg
+
+
+def refresh_analysis(path: Path) -> None:
+    """Re-embed benchmarks/ANALYSIS.md at the end of an existing results file (no measuring)."""
+    analysis = (BENCH / "ANALYSIS.md").read_text(encoding="utf-8").strip()
+    marker = analysis.splitlines()[0]
+    text = path.read_text(encoding="utf-8")
+    if marker in text:
+        text = text[:text.index(marker)].rstrip() + "\n"
+    path.write_text(f"{text}\n{analysis}\n", encoding="utf-8")
+
+
+def main(argv: list[str]) -> int:
+    if argv[:1] == ["--refresh-analysis"]:
+        for name in argv[1:] or ["RESULTS.md"]:
+            refresh_analysis(BENCH / name)
+        return 0
+    cfg = parse_args(argv)
+    if cfg.generator == "python":
+        log(loadgen.WRK_INSTALL_HINT + " — falling back to the Python load generator (clearly slower)")
+    started, load_before, source_before = time.time(), load_average(), source_digest()
+    command = shlex.join([".venv/bin/python", "benchmarks/run.py", *argv])
+    results = []
+    for db in [name.strip() for name in cfg.databases.split(",") if name.strip()]:
+        if db == "postgresql" and pg_version(cfg) == "unreachable":
+            log(f"PostgreSQL at {cfg.pg_server_url} is unreachable: skipped")
+            continue
+        results.append(bench_database(db, cfg))
+    text = report(results, cfg, command, started, load_before, source_before)
+    cfg.output.write_text(text, encoding="utf-8")
+    log(f"wrote {cfg.output} in {time.time() - started:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
