@@ -15,6 +15,7 @@ import orjson
 from flask import Flask, g, request
 from flask_cors import CORS
 from flask_restful import Api
+from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.routing import IntegerConverter
 
 from .common import auth, ratelimit
@@ -120,6 +121,9 @@ def create_app(config: dict | None = None) -> Flask:
     register_rate_limits(app)
     # Errors outside flask-restful's routes take the same path.
     app.register_error_handler(Exception, handle_exception)
+    if app.config["PROXY_HOPS"]:
+        hops = app.config["PROXY_HOPS"]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
     return app
 
 

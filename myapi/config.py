@@ -42,6 +42,10 @@ SETTINGS: dict[str, tuple] = {
     # Namespaces the counters in shared storage (one Redis, several deployments).
     "RATELIMIT_KEY_PREFIX": (_str, "myapi"),
     "CORS_ORIGINS": (_str, ""),
+    # How many reverse proxies / load balancers in front of the app set
+    # X-Forwarded-For/-Proto/-Host. 0: trust none (direct exposure). Behind
+    # one balancer set 1, or every client shares one rate-limit address.
+    "PROXY_HOPS": (_int, 0),
     "LOG_LEVEL": (_str, "INFO"),
     "WORKERS": (_int, 4),
     "MAX_CONTENT_LENGTH": (_int, 1024 * 1024),

@@ -122,3 +122,24 @@ def test_cors_only_for_configured_origins(app_config):
 def test_no_cors_headers_by_default(client):
     response = client.get(f"{API}/products", headers={"Origin": "https://shop.example"})
     assert "Access-Control-Allow-Origin" not in response.headers
+
+
+def test_behind_one_proxy_each_forwarded_client_has_its_own_budget(app_config):
+    app = create_app({**app_config, "RATELIMIT_ENABLED": True, "RATELIMIT_SIGNIN": "2/minute",
+                      "PROXY_HOPS": 1})
+    client = app.test_client()
+
+    def attempt(forwarded_for: str) -> int:
+        return client.post(f"{API}/tokens", json={"username": f"u-{forwarded_for}", "password": "wrong-pass!"},
+                           headers={"X-Forwarded-For": forwarded_for},
+                           environ_base={"REMOTE_ADDR": "10.9.9.9"}).status_code  # the balancer
+
+    assert [attempt("203.0.113.1") for _ in range(3)] == [401, 401, 429]
+    assert attempt("203.0.113.2") == 401  # another client behind the same balancer
+
+
+def test_without_proxy_hops_forwarded_headers_are_not_trusted(limited_app):
+    client = limited_app.test_client()
+    codes = [client.post(f"{API}/tokens", json={"username": f"x{i}", "password": "wrong-pass!"},
+                         headers={"X-Forwarded-For": f"198.51.100.{i}"}).status_code for i in range(4)]
+    assert codes == [401, 401, 401, 429]  # spoofed X-Forwarded-For does not buy a fresh budget
