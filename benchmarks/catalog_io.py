@@ -64,18 +64,8 @@ IMPORT_TIMEOUT = (10, 1800)  # requests (connect, read) timeouts, seconds
 EXPORT_TIMEOUT = (10, 300)
 CHUNK = 64 * 1024
 
-CATEGORIES = (
-    "books", "garden-tools", "kitchen", "toys", "outdoor", "office-supplies", "electronics",
-    "pet-care", "beauty", "sports", "home-decor", "music", "baby", "automotive", "crafts",
-    "grocery", "health", "shoes", "jewellery", "lighting",
-)
-ADJECTIVES = ("small", "large", "red", "blue", "green", "classic", "modern", "compact",
-              "deluxe", "eco", "portable", "vintage", "heavy-duty", "soft", "smart")
-NOUNS = ("lamp", "chair", "mug", "notebook", "kettle", "ball", "brush", "speaker", "jacket",
-         "pot", "drill", "blanket", "bottle", "watch", "backpack", "candle", "puzzle")
-WORDS = ("durable", "handmade", "quality", "everyday", "gift", "stainless", "cotton", "wooden",
-         "recycled", "lightweight", "waterproof", "warranty", "family", "easy", "clean")
-
+# The same vocabulary as the seeded benchmark database (benchmarks/seeding.py).
+from seeding import ADJECTIVES, CATEGORIES, NOUNS, WORDS  # noqa: E402
 
 # -- the data -------------------------------------------------------------------
 

@@ -216,6 +216,20 @@ def json_array_stream(records: Iterable[Mapping]) -> Iterable[bytes]:
     yield b"]"
 
 
+def marshalled(session, rows, field_dict: dict) -> Iterable[dict]:
+    """``rows(session)`` marshalled as the client downloads; closes ``session`` at the end.
+
+    ``session`` is a stream session (db.stream_session): the request's own is
+    already closed by the time a streamed body is read. ``rows`` is called
+    only when the body is first read, so an unread body holds no cursor.
+    """
+    from .fields import marshal
+
+    with session:
+        for row in rows(session):
+            yield marshal(row, field_dict)
+
+
 def streamed(records: Iterable[Mapping], columns: list[str], filename: str) -> Response:
     """A streamed download of ``records`` in the negotiated media type."""
     media_type = g.get("media_type", JSON)

@@ -17,7 +17,7 @@ from ..common.fields import API_PREFIX, field_names, marshal, order_fields
 from ..common.openapi import documented
 from ..common.pagination import add_pagination_args, page_response
 from ..common.parsing import RequestParser, is_json_request
-from ..common.representations import CSV, JSON, NDJSON, streamed
+from ..common.representations import CSV, JSON, NDJSON, marshalled, streamed
 from ..common.resource import Resource, check_if_match, item, not_modified
 from ..db import get_session, stream_session
 from ..models import ORDER_STATUSES
@@ -101,11 +101,8 @@ class OrderExport(Resource):
         args = parse_filters(filter_parser, user)
         stmt = orders_service.filtered(user, **args)
         filename = f"orders-{dt.date.today().isoformat()}"
-        return streamed(export_records(stream_session(), stmt), field_names(order_fields), filename)
+        def orders(session):  # 500 at a time, their items in one IN query per chunk
+            return session.scalars(stmt.execution_options(yield_per=500))
 
-
-def export_records(session, stmt):
-    """Marshalled orders with their items, read in chunks as the client downloads."""
-    with session:
-        for order in session.scalars(stmt.execution_options(yield_per=500)):
-            yield marshal(order, order_fields)
+        records = marshalled(stream_session(), orders, order_fields)
+        return streamed(records, field_names(order_fields), filename)

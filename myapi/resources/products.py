@@ -20,7 +20,7 @@ from ..common.fields import API_PREFIX, field_names, marshal, product_fields
 from ..common.openapi import documented
 from ..common.pagination import add_pagination_args, page_response
 from ..common.parsing import RequestParser
-from ..common.representations import CSV, JSON, NDJSON, streamed
+from ..common.representations import CSV, JSON, NDJSON, marshalled, streamed
 from ..common.resource import Resource, check_if_match, item, no_content, not_modified
 from ..db import get_session, stream_session
 from ..services import catalog_io
@@ -202,11 +202,5 @@ class ProductExport(Resource):
         args = filter_parser.parse_args()
         stmt = products_service.filtered_sorted(**args)
         filename = f"products-{dt.date.today().isoformat()}"
-        return streamed(export_records(stream_session(), stmt), field_names(product_fields), filename)
-
-
-def export_records(session, stmt):
-    """Marshalled products, read from a server-side cursor as the client downloads."""
-    with session:
-        for row in catalog_io.export_rows(session, stmt):
-            yield marshal(row, product_fields)
+        records = marshalled(stream_session(), lambda session: catalog_io.export_rows(session, stmt), product_fields)
+        return streamed(records, field_names(product_fields), filename)
