@@ -239,7 +239,13 @@ def streamed(records: Iterable[Mapping], columns: list[str], filename: str) -> R
         chunks = ndjson_stream(records)
     else:
         chunks = json_array_stream(records)
-    response = Response(_batched(chunks), mimetype=media_type)
+    return download(_batched(chunks), filename)
+
+
+def download(chunks: Iterable[bytes], filename: str) -> Response:
+    """A streamed attachment of ready-made ``chunks`` in the negotiated media type."""
+    media_type = g.get("media_type", JSON)
+    response = Response(chunks, mimetype=media_type)
     if media_type == CSV:
         response.headers["Content-Type"] = "text/csv; charset=utf-8; header=present"
     extension = EXTENSIONS[media_type]

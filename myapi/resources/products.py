@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 
-from flask import request
+from flask import g, request
 from flask_restful import fields
 
 from ..common import inputs
@@ -20,7 +20,7 @@ from ..common.fields import API_PREFIX, field_names, marshal, product_fields
 from ..common.openapi import documented
 from ..common.pagination import add_pagination_args, page_response
 from ..common.parsing import RequestParser
-from ..common.representations import CSV, JSON, NDJSON, marshalled, streamed
+from ..common.representations import CSV, JSON, NDJSON, download, marshalled, streamed
 from ..common.resource import Resource, check_if_match, item, no_content, not_modified
 from ..db import get_session, stream_session
 from ..services import catalog_io
@@ -202,5 +202,7 @@ class ProductExport(Resource):
         args = filter_parser.parse_args()
         stmt = products_service.filtered_sorted(**args)
         filename = f"products-{dt.date.today().isoformat()}"
+        if g.media_type == CSV:  # formatted by the database: no Python object per row
+            return download(catalog_io.export_csv(stream_session(), stmt, f"{API_PREFIX}/products/"), filename)
         records = marshalled(stream_session(), lambda session: catalog_io.export_rows(session, stmt), product_fields)
         return streamed(records, field_names(product_fields), filename)
