@@ -309,3 +309,21 @@ def test_csv_export_stops_cleanly_when_the_client_goes_away(live_server, app, db
             break
         threading.Event().wait(0.05)
     assert get_db(app).engine.pool.checkedout() == 0
+
+
+def test_import_keeps_backslashes_tabs_and_line_breaks_exactly(client, admin, db_session):
+    """What COPY's text format would read as escapes (\\N, \\t, a real tab...) arrives as it was sent."""
+    rows = [
+        ("ESC-1", "Tab\there", "line one\nline two\r\nline three"),
+        ("ESC-2", r"back\slash \N \t \\", r"\N"),
+        ("ESC-3", "café ☕ \"quoted\", comma", "ends with a backslash \\"),
+    ]
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(["sku", "name", "description", "category", "price", "stock", "is_available"])
+    for sku, name, description in rows:
+        writer.writerow([sku, name, description, "tea", "1.50", "3", "true"])
+    response = csv_post(client, admin, out.getvalue())
+    assert response.status_code == 200, response.get_json()
+    stored = {p.sku: (p.name, p.description) for p in db_session.scalars(select(Product))}
+    assert stored == {sku: (name, description) for sku, name, description in rows}

@@ -66,12 +66,6 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # lone surrogates (they cannot be encoded to UTF-8 for the database).
 _NUL = "\x00"
 _SURROGATE = re.compile("[\ud800-\udfff]")
-# Control characters refused in single-line strings: C0 except tab, DEL, C1,
-# and the Unicode line and paragraph separators.
-_SINGLE_LINE_CONTROL = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]")
-# Control characters refused in multi-line text: the same, but tab, line feed
-# and carriage return (and the Unicode separators) are allowed.
-_MULTI_LINE_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 
 
 def _input_type(schema: dict[str, Any], name: str | None = None) -> Callable[[Callable], Callable]:
@@ -86,17 +80,27 @@ def _input_type(schema: dict[str, Any], name: str | None = None) -> Callable[[Ca
     return decorate
 
 
+# Everything a string may not hold, in one class so that a clean value (the
+# usual case) costs one scan; which message applies is worked out on a hit.
+# Single-line: NUL, surrogates, C0 controls except tab, DEL, C1, and the
+# Unicode line and paragraph separators. Multi-line text also allows line
+# feed and carriage return (and the Unicode separators).
+_SINGLE_LINE_REFUSED = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
+_MULTI_LINE_REFUSED = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
+
+
 def _string(value: Any, *, multiline: bool = False) -> str:
     """``value`` as a clean, stripped string, or ValueError."""
     if not isinstance(value, str):
         raise ValueError("must be a string")
-    if _NUL in value:
-        raise ValueError("must not contain NUL characters")
-    if _SURROGATE.search(value):
-        raise ValueError("must be valid Unicode text")
-    # Strip first: a stray line break around a one-line value is harmless.
+    # Strip first: a stray line break around a one-line value is harmless
+    # (NUL and surrogates are not whitespace: stripping never hides them).
     value = value.strip()
-    if (_MULTI_LINE_CONTROL if multiline else _SINGLE_LINE_CONTROL).search(value):
+    if (_MULTI_LINE_REFUSED if multiline else _SINGLE_LINE_REFUSED).search(value):
+        if _NUL in value:
+            raise ValueError("must not contain NUL characters")
+        if _SURROGATE.search(value):
+            raise ValueError("must be valid Unicode text")
         raise ValueError("must not contain control characters")
     return value
 

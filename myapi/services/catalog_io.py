@@ -16,17 +16,20 @@ bytes leave at once and memory stays flat however many rows match.
 from __future__ import annotations
 
 import csv
+import queue
+import re
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 from sqlalchemy import BigInteger, Select, String, case, cast, func, literal, select, text, type_coerce
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from ..models import Product, utcnow
 from .errors import ServiceError
 
 BATCH_SIZE = 1000
+PG_BATCH_SIZE = 10_000  # COPY + one INSERT ... SELECT per batch: bigger batches, fewer statements
 MAX_REPORTED_ERRORS = 100
 IMPORT_LOCK_ID = 0x6D79617069  # "myapi": the advisory lock that serialises imports
 
@@ -95,64 +98,206 @@ def _check_header(header: list[str] | None) -> list[str]:
     return columns
 
 
-def _validated(record: list[str], columns: list[str], rules: dict[str, Rule], row_number: int,
-               result: ImportResult) -> dict | None:
-    if len(record) != len(columns):
-        result.add_error(row_number, "*", f"Expected {len(columns)} cells, found {len(record)}.")
-        return None
-    cells = dict(zip(columns, record, strict=True))
-    values, ok = {}, True
-    for name in IMPORT_COLUMNS:
-        rule = rules[name]
-        cell = cells.get(name, "")
-        if cell == "":
-            if rule.required:
-                result.add_error(row_number, name, "This field is required.")
+def _validator(columns: list[str], rules: dict[str, Rule]):
+    """A function checking one CSV record against ``rules``, built once per import.
+
+    It returns the upsert row (a tuple in IMPORT_COLUMNS order, the price in
+    integer cents) or None after recording the record's errors in ``result``.
+    """
+    width = len(columns)
+    # (name, the cell's index or None when the column is absent, rule)
+    plan = [(name, columns.index(name) if name in columns else None, rules[name]) for name in IMPORT_COLUMNS]
+    price_at = IMPORT_COLUMNS.index("price")
+
+    def validated(record: list[str], row_number: int, result: ImportResult) -> tuple | None:
+        if len(record) != width:
+            result.add_error(row_number, "*", f"Expected {width} cells, found {len(record)}.")
+            return None
+        values, ok = [], True
+        for name, index, rule in plan:
+            cell = "" if index is None else record[index]
+            if cell == "":
+                if rule.required:
+                    result.add_error(row_number, name, "This field is required.")
+                    ok = False
+                values.append(rule.default)
+                continue
+            try:
+                values.append(rule.convert(cell))
+            except ValueError as error:
+                result.add_error(row_number, name, str(error))
                 ok = False
-            else:
-                values[name] = rule.default
-            continue
+                values.append(None)
+        if not ok:
+            return None
+        values[price_at] = int(values[price_at] * 100)  # a validated Decimal with two places: exact
+        return tuple(values)
+
+    return validated
+
+
+def _validated_batches(reader, columns: list[str], rules: dict[str, Rule], result: ImportResult,
+                       batch_size: int) -> Iterator[list[tuple]]:
+    """Validate every record; yield the good ones as upsert rows, ``batch_size`` distinct skus at a time.
+
+    A sku repeated in the file: the last row wins (ON CONFLICT may not touch
+    a row twice in one statement, and later batches overwrite earlier ones).
+    Once any row is bad nothing more is yielded: the rest is only validated.
+    """
+    validated = _validator(columns, rules)
+    batch: dict[str, tuple] = {}
+    row_number = 1
+    try:
+        for record in reader:
+            row_number += 1
+            if not "".join(record).strip():
+                continue  # blank lines are not products
+            result.rows += 1
+            row = validated(record, row_number, result)
+            if row is None or result.error_count:
+                continue
+            batch[row[0]] = row
+            if len(batch) >= batch_size:
+                yield list(batch.values())
+                batch = {}
+    except csv.Error as error:
+        result.add_error(row_number + 1, "*", f"Not valid CSV: {error}.")
+    except UnicodeDecodeError:
+        result.add_error(row_number + 1, "*", "The file is not UTF-8 text.")
+    if batch and not result.error_count:
+        yield list(batch.values())
+
+
+def _read_ahead(items: Iterator, *, depth: int = 1) -> Iterator:
+    """``items``, produced in a thread while the caller works on the previous one.
+
+    For PostgreSQL imports: validating the next batch (Python) overlaps the
+    database writing this one (the driver releases the GIL while it waits).
+    At most ``depth`` items wait in the queue, so memory stays bounded; an
+    exception in the producer is raised in the caller; the producer stops
+    when the caller does.
+    """
+    handoff: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    done = object()
+
+    def put(item) -> bool:
+        while not stop.is_set():
+            try:
+                handoff.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
         try:
-            values[name] = rule.convert(cell)
-        except ValueError as error:
-            result.add_error(row_number, name, str(error))
-            ok = False
-    return values if ok else None
+            for item in items:
+                if not put((item, None)):
+                    return
+            put((done, None))
+        except BaseException as error:  # handed to the caller, raised there
+            put((done, error))
+
+    thread = threading.Thread(target=produce, name="import-validate", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item, error = handoff.get()
+            if error is not None:
+                raise error
+            if item is done:
+                return
+            yield item
+    finally:
+        stop.set()
+        thread.join()
 
 
-def _upsert(session: Session, batch: list[dict], result: ImportResult) -> None:
-    # Last row wins for a sku repeated inside one batch (ON CONFLICT may not
-    # touch a row twice in one statement); rows are applied in file order.
-    by_sku = {row["sku"]: row for row in batch}
-    existing = set(session.scalars(select(Product.sku).where(Product.sku.in_(list(by_sku)))))
-    result.updated += len(existing)
-    result.created += len(by_sku) - len(existing)
+# SQLite: the driver's own executemany of one statement (SQLAlchemy's
+# per-row parameter processing was two thirds of the import's time).
+SQLITE_UPSERT = """
+INSERT INTO products (sku, name, description, category, price, stock, is_available, version, date_created, date_updated)
+VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?, ?)
+ON CONFLICT (sku) DO UPDATE SET
+    name = excluded.name, description = excluded.description, category = excluded.category,
+    price = excluded.price, stock = excluded.stock, is_available = excluded.is_available,
+    version = products.version + 1, date_updated = excluded.date_updated
+"""
 
-    now = utcnow()
-    rows = [{**row, "version": 1, "date_created": now, "date_updated": now} for row in by_sku.values()]
-    # One statement, many parameter sets: SQLAlchemy batches them as
-    # "insertmanyvalues" from a statement compiled once and cached, instead
-    # of compiling a fresh 1000-row VALUES clause for every batch.
-    session.execute(_upsert_statement(session.get_bind().dialect.name), rows)
+# PostgreSQL: COPY the batch into a temporary table, then one INSERT ... SELECT
+# ... ON CONFLICT upserts it (a statement per row was a third of the speed).
+# xmax = 0 marks a row the INSERT created rather than updated.
+STAGING_TABLE = """
+CREATE TEMP TABLE IF NOT EXISTS import_batch (
+    sku text, name text, description text, category text, price bigint, stock integer, is_available boolean
+) ON COMMIT DROP
+"""
+STAGED_UPSERT = """
+WITH upserted AS (
+    INSERT INTO products (sku, name, description, category, price, stock, is_available,
+                          version, date_created, date_updated)
+    SELECT sku, name, description, category, price, stock, is_available, 1, :now, :now FROM import_batch
+    ON CONFLICT (sku) DO UPDATE SET
+        name = excluded.name, description = excluded.description, category = excluded.category,
+        price = excluded.price, stock = excluded.stock, is_available = excluded.is_available,
+        version = products.version + 1, date_updated = excluded.date_updated
+    RETURNING xmax = 0 AS created
+)
+SELECT count(*) FILTER (WHERE created), count(*) FROM upserted
+"""
 
 
-def _upsert_statement(dialect: str):
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    stmt = insert(Product.__table__)
-    excluded = stmt.excluded
-    return stmt.on_conflict_do_update(
-        index_elements=["sku"],
-        set_={
-            "name": excluded.name,
-            "description": excluded.description,
-            "category": excluded.category,
-            "price": excluded.price,
-            "stock": excluded.stock,
-            "is_available": excluded.is_available,
-            "version": Product.__table__.c.version + 1,
-            "date_updated": excluded.date_updated,
-        },
-    )
+def _sqlite_upsert(session: Session, rows: list[tuple], result: ImportResult) -> None:
+    skus = [row[0] for row in rows]
+    existing = 0
+    for start in range(0, len(skus), 500):  # well under SQLite's bound-parameter limit
+        existing += session.scalar(select(func.count()).where(Product.sku.in_(skus[start:start + 500])))
+    result.updated += existing
+    result.created += len(rows) - existing
+    # The column's own bind processor: the timestamp is stored as SQLAlchemy stores it.
+    dialect = session.get_bind().dialect
+    now = Product.__table__.c.date_updated.type.dialect_impl(dialect).bind_processor(dialect)(utcnow())
+    cursor = session.connection().connection.driver_connection.cursor()
+    try:
+        cursor.executemany(SQLITE_UPSERT, [(*row, now, now) for row in rows])
+    finally:
+        cursor.close()
+
+
+def _postgresql_upsert(session: Session, batch: tuple[bytes, int], result: ImportResult) -> None:
+    """COPY one batch (COPY text, see _copy_payload) into import_batch and upsert it from there."""
+    payload, _rows = batch
+    session.execute(text(STAGING_TABLE))
+    session.execute(text("TRUNCATE import_batch"))
+    cursor = session.connection().connection.driver_connection.cursor()
+    columns = "sku, name, description, category, price, stock, is_available"
+    with cursor, cursor.copy(f"COPY import_batch ({columns}) FROM STDIN") as copy:
+        copy.write(payload)
+    created, total = session.execute(text(STAGED_UPSERT), {"now": utcnow()}).one()
+    result.created += created
+    result.updated += total - created
+
+
+_COPY_SPECIAL = re.compile(r"[\\\t\n\r]")
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def _copy_text(value: str) -> str:
+    return value.translate(_COPY_ESCAPES) if _COPY_SPECIAL.search(value) else value
+
+
+def _copy_payload(rows: list[tuple]) -> tuple[bytes, int]:
+    """Upsert rows as COPY's text format, built by the validating thread.
+
+    sku and category are validated slugs: nothing in them needs escaping.
+    """
+    lines = [
+        f"{sku}\t{_copy_text(name)}\t{_copy_text(description)}\t{category}\t{cents}\t{stock}\t"
+        f"{'t' if is_available else 'f'}\n"
+        for sku, name, description, category, cents, stock, is_available in rows
+    ]
+    return "".join(lines).encode("utf-8"), len(rows)
 
 
 def lock_imports(session: Session) -> None:
@@ -162,7 +307,7 @@ def lock_imports(session: Session) -> None:
 
 
 def import_products(session: Session, lines: Iterable[str], rules: dict[str, Rule], *,
-                    batch_size: int = BATCH_SIZE) -> ImportResult:
+                    batch_size: int | None = None) -> ImportResult:
     """Validate and upsert every row of a CSV stream, in the caller's transaction.
 
     The caller commits only when ``result.error_count == 0`` and it is not a
@@ -177,27 +322,16 @@ def import_products(session: Session, lines: Iterable[str], rules: dict[str, Rul
         raise ImportRejected("The file is not UTF-8 text.") from None
     lock_imports(session)
     result = ImportResult()
-    batch: list[dict] = []
-    row_number = 1
-    try:
-        for record in reader:
-            row_number += 1
-            if not any(cell.strip() for cell in record):
-                continue  # blank lines are not products
-            result.rows += 1
-            values = _validated(record, columns, rules, row_number, result)
-            if values is None or result.error_count:
-                continue  # once a row is bad nothing will be written: only validate
-            batch.append(values)
-            if len(batch) >= batch_size:
-                _upsert(session, batch, result)
-                batch.clear()
-    except csv.Error as error:
-        result.add_error(row_number + 1, "*", f"Not valid CSV: {error}.")
-    except UnicodeDecodeError:
-        result.add_error(row_number + 1, "*", "The file is not UTF-8 text.")
-    if batch and not result.error_count:
-        _upsert(session, batch, result)
+    if session.get_bind().dialect.name == "postgresql":
+        upsert = _postgresql_upsert
+        validated = _validated_batches(reader, columns, rules, result, batch_size or PG_BATCH_SIZE)
+        batches = _read_ahead(_copy_payload(rows) for rows in validated)
+    else:  # SQLite writes in this process: a second thread would only contend for the GIL
+        upsert = _sqlite_upsert
+        batches = _validated_batches(reader, columns, rules, result, batch_size or BATCH_SIZE)
+    for batch in batches:
+        if not result.error_count:
+            upsert(session, batch, result)
     if result.rows == 0 and not result.error_count:
         raise ImportRejected("The file has a header but no product rows.")
     return result
@@ -295,7 +429,7 @@ def _driver_statement(session: Session, query: Select):
     compiled = query.compile(dialect=dialect, compile_kwargs={"render_postcompile": True})
     params = compiled.construct_params()
     for name, bind in compiled.binds.items():
-        process = bind.type.bind_processor(dialect)
+        process = bind.type.dialect_impl(dialect).bind_processor(dialect)
         if process is not None and name in params:
             params[name] = process(params[name])
     if compiled.positiontup is not None:  # qmark (SQLite)
