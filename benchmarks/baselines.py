@@ -143,6 +143,8 @@ def create_core_app() -> Flask:
     sqlite = engine.dialect.name == "sqlite"
     # SQLite writers queue on BEGIN IMMEDIATE, as in the app (myapi.db).
     write_engine = engine.execution_options(sqlite_immediate=True) if sqlite else engine
+    # Reads in autocommit on PostgreSQL (no BEGIN / ROLLBACK round trips), as in the app.
+    read_engine = engine if sqlite else engine.execution_options(isolation_level="AUTOCOMMIT")
 
     def bearer_user(conn):
         header = request.headers.get("Authorization", "")
@@ -155,7 +157,7 @@ def create_core_app() -> Flask:
 
     @app.get("/api/v1/products/<int:product_id>")
     def get_product(product_id: int):
-        with engine.connect() as conn:
+        with read_engine.connect() as conn:
             row = conn.execute(select(*PRODUCT_COLUMNS).where(products.c.id == product_id)).first()
         if row is None:
             return _json({"status": 404}, 404)
@@ -174,7 +176,7 @@ def create_core_app() -> Flask:
             key = sort.lstrip("-")
             order.append(SORTS[key].desc() if sort.startswith("-") else SORTS[key].asc())
         order.append(products.c.id.asc())
-        with engine.connect() as conn:
+        with read_engine.connect() as conn:
             total = conn.execute(select(func.count()).select_from(products).where(*where)).scalar_one()
             rows = conn.execute(select(*PRODUCT_COLUMNS).where(*where).order_by(*order)
                                 .limit(per_page).offset((page - 1) * per_page)).all()

@@ -156,6 +156,8 @@ def finish_request(response):
     if request.headers.get("Authorization"):
         # Answers to signed-in callers are personal: no cache may keep them.
         response.headers["Cache-Control"] = "no-store"
+    if not access_log.isEnabledFor(logging.INFO):
+        return response  # LOG_LEVEL=WARNING: skip building the line at all
     started = g.get("started")
     access_log.info(
         "request",

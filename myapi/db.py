@@ -7,12 +7,24 @@ SQLite gets WAL, foreign keys and a busy timeout on every connection, and we
 issue ``BEGIN`` ourselves (pysqlite's own transaction handling is off) so that
 a request that writes can start with ``BEGIN IMMEDIATE``: writers queue on the
 database lock up front instead of failing half-way with "database is locked"
-when a read transaction tries to upgrade to a write. PostgreSQL gets
-``pool_pre_ping`` so connections killed by a restart are replaced, not reported.
+when a read transaction tries to upgrade to a write.
+
+PostgreSQL round trips are the largest cost of a small request there, so:
+
+* GET/HEAD/OPTIONS sessions run in autocommit: no BEGIN and no ROLLBACK
+  around their statements (a list's COUNT and its page may then see two
+  snapshots; each statement is consistent on its own). Writes, and streamed
+  exports (server-side cursors need a transaction), keep a transaction.
+* Instead of ``pool_pre_ping`` (a round trip on every checkout) a pooled
+  connection is checked on checkout without one: an idle connection has
+  nothing to say, so a readable socket means the server closed it or sent
+  an error (pg_terminate_backend, a restart, a cut proxy) and the pool
+  replaces it before the request sees it.
 """
 
 from __future__ import annotations
 
+import select
 from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +32,7 @@ from pathlib import Path
 from flask import Flask, current_app, g, has_request_context, request
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 
 EXTENSION = "myapi.db"
@@ -31,6 +44,8 @@ class Database:
     engine: Engine
     # Same pool; on SQLite its transactions begin IMMEDIATE (see module doc).
     write_engine: Engine
+    # Same pool; autocommit on PostgreSQL, for the requests that only read.
+    read_engine: Engine
     sessions: sessionmaker[Session]
 
     @property
@@ -39,6 +54,10 @@ class Database:
 
     def session(self, *, write: bool = False) -> Session:
         return self.sessions(bind=self.write_engine if write else self.engine)
+
+    def read_session(self) -> Session:
+        """A session for a request that only reads (autocommit on PostgreSQL)."""
+        return self.sessions(bind=self.read_engine)
 
 
 def make_engine(url: str, **kwargs) -> Engine:
@@ -52,7 +71,26 @@ def make_engine(url: str, **kwargs) -> Engine:
         engine = create_engine(url, connect_args={"timeout": 30}, **kwargs)
         _configure_sqlite(engine)
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10, **kwargs)
+    engine = create_engine(url, pool_size=5, max_overflow=10, **kwargs)
+    event.listen(engine, "checkout", _discard_if_closed_by_server)
+    return engine
+
+
+def _discard_if_closed_by_server(dbapi_connection, _record, _proxy) -> None:
+    """Replace a pooled connection the server has closed, without a round trip.
+
+    A connection resting in the pool is idle: the server sends it nothing. If
+    its socket is readable, what is waiting is an error (FATAL: terminating
+    connection) or the end of the stream, so SQLAlchemy is told to discard
+    it and check out another (DisconnectionError; it retries the checkout).
+    """
+    poller = select.poll()
+    try:
+        poller.register(dbapi_connection.pgconn.socket, select.POLLIN)
+    except Exception as error:  # the socket is gone already
+        raise DisconnectionError() from error
+    if poller.poll(0):
+        raise DisconnectionError()
 
 
 def _configure_sqlite(engine: Engine) -> None:
@@ -77,10 +115,13 @@ def _configure_sqlite(engine: Engine) -> None:
 
 def init_app(app: Flask) -> Database:
     engine = make_engine(app.config["DATABASE_URL"])
-    write_engine = engine.execution_options(sqlite_immediate=True) if engine.dialect.name == "sqlite" else engine
+    sqlite = engine.dialect.name == "sqlite"
+    write_engine = engine.execution_options(sqlite_immediate=True) if sqlite else engine
+    read_engine = engine if sqlite else engine.execution_options(isolation_level="AUTOCOMMIT")
     database = Database(
         engine=engine,
         write_engine=write_engine,
+        read_engine=read_engine,
         sessions=sessionmaker(expire_on_commit=False),
     )
     app.extensions[EXTENSION] = database
@@ -95,8 +136,11 @@ def get_db(app: Flask | None = None) -> Database:
 def get_session() -> Session:
     """The request's session, opened on first use and closed at teardown."""
     if "db_session" not in g:
-        write = has_request_context() and request.method not in SAFE_METHODS
-        g.db_session = get_db().session(write=write)
+        database = get_db()
+        if has_request_context() and request.method in SAFE_METHODS:
+            g.db_session = database.read_session()
+        else:
+            g.db_session = database.session(write=has_request_context())
     return g.db_session
 
 

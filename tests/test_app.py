@@ -178,3 +178,33 @@ def test_one_json_log_line_per_request(client, customer, caplog):
 
     line = json.loads(JsonFormatter().format(records[0]))
     assert line["request_id"] == "log-me"
+
+
+def test_reads_run_without_a_transaction_on_postgresql_and_writes_in_one(app, client, admin):
+    """GET costs one round trip per statement on PostgreSQL: no BEGIN, no ROLLBACK (autocommit)."""
+    from sqlalchemy import event
+
+    from myapi.db import get_db
+
+    seen: list[tuple[str, bool]] = []
+
+    def record(conn, cursor, statement, *args):
+        driver = conn.connection.driver_connection
+        seen.append((statement.split()[0].upper(), getattr(driver, "autocommit", None)))
+
+    engine = get_db(app).engine
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        assert client.get(f"{API}/products?per_page=5").status_code == 200
+        reads = list(seen)
+        seen.clear()
+        created = client.post(f"{API}/products", json={"sku": "TX-1", "name": "Tx", "category": "tea",
+                                                      "price": "1.00"}, headers=admin.headers)
+        assert created.status_code == 201
+        writes = list(seen)
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    assert [verb for verb, _ in reads if verb != "BEGIN"] == ["SELECT", "SELECT"]  # COUNT and the page
+    if engine.dialect.name == "postgresql":
+        assert all(autocommit is True for _, autocommit in reads)
+        assert writes and all(autocommit is False for _, autocommit in writes)
