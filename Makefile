@@ -50,17 +50,22 @@ clean:
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
 
 # Benchmarks (benchmarks/run.py; results in benchmarks/RESULTS.md / RESULTS-quick.md).
-# wrk comes from the OS packages (apt-get install -y wrk); without it a Python generator is used.
+# wrk comes from the OS packages: bench-tools installs it with apt-get when it
+# can (root, Debian/Ubuntu); otherwise a clearly labelled Python generator is used.
 BENCH_ARGS ?=
 
-.PHONY: bench bench-quick
+.PHONY: bench bench-quick bench-tools
 
-bench: install
+bench-tools: install
 	$(BIN)/pip install --quiet -r benchmarks/requirements.txt
+	@command -v wrk >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 \
+		&& (apt-get install -y -qq wrk >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq wrk)) ; } \
+		|| echo "wrk is not installed (apt-get install -y wrk); the Python load generator will be used"
+
+bench: bench-tools
 	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)
 
-bench-quick: install
-	$(BIN)/pip install --quiet -r benchmarks/requirements.txt
+bench-quick: bench-tools
 	$(BIN)/python benchmarks/run.py --quick $(BENCH_ARGS)
 
 # CSV import/export of 100k products through the real server, SQLite and PostgreSQL

@@ -263,7 +263,9 @@ _SKU = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 @_input_type({"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._-]*$", "minLength": 1, "maxLength": 64})
 def sku(value: Any, *_: Any) -> str:
     """A stock-keeping unit, stripped, case kept."""
-    code = _string(value)
+    if isinstance(value, str) and _SKU.fullmatch(code := value.strip()):
+        return code  # the pattern admits no control character: no other scan needed
+    code = _string(value)  # a clearer message for NUL, surrogates, controls
     if not _SKU.fullmatch(code):
         raise ValueError(
             "must be 1 to 64 characters of A-Z, a-z, 0-9, '.', '_' and '-', starting with a letter or digit"
@@ -277,6 +279,8 @@ _CATEGORY = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
 @_input_type({"type": "string", "pattern": "^[a-z0-9]+(?:-[a-z0-9]+)*$", "minLength": 1, "maxLength": 64})
 def category(value: Any, *_: Any) -> str:
     """A category slug such as ``garden-tools``, stripped."""
+    if isinstance(value, str) and len(slug := value.strip()) <= 64 and _CATEGORY.fullmatch(slug):
+        return slug
     slug = _string(value)
     if len(slug) > 64 or not _CATEGORY.fullmatch(slug):
         raise ValueError("must be 1 to 64 characters of lowercase words (a-z, 0-9) joined by single hyphens")

@@ -29,7 +29,7 @@ from ..models import Product, utcnow
 from .errors import ServiceError
 
 BATCH_SIZE = 1000
-PG_BATCH_SIZE = 10_000  # COPY + one INSERT ... SELECT per batch: bigger batches, fewer statements
+PG_BATCH_SIZE = 5_000  # COPY + one INSERT ... SELECT per batch: bigger batches, fewer statements
 MAX_REPORTED_ERRORS = 100
 IMPORT_LOCK_ID = 0x6D79617069  # "myapi": the advisory lock that serialises imports
 
@@ -363,7 +363,11 @@ def _neutralised(column):
 
 
 def _csv_cells(dialect: str, link_prefix: str) -> list:
-    """The export's cells as SQL text expressions, in CSV_COLUMNS order (None: a text column)."""
+    """The export's cells as SQL text expressions, in CSV_COLUMNS order.
+
+    Each is (expression, the text column it shows or None): free text may need
+    CSV quoting, and an empty string must stay distinguishable from no value.
+    """
     table = Product.__table__.c
     cents = type_coerce(table.price, BigInteger)  # the stored integer, not Money's Decimal
     if dialect == "postgresql":
@@ -376,31 +380,35 @@ def _csv_cells(dialect: str, link_prefix: str) -> list:
             stored = type_coerce(column, String)
             return func.substr(stored, 1, 10) + "T" + func.substr(stored, 12, 8) + "Z"
     return [
-        (cast(table.id, String), False),
-        (_neutralised(table.sku), True),
-        (_neutralised(table.name), True),
-        (_neutralised(table.description), True),
-        (_neutralised(table.category), True),
-        (cast(cents // 100, String) + "." + func.substr(cast(100 + cents % 100, String), 2), False),
-        (cast(table.stock, String), False),
-        (case((table.is_available, "true"), else_="false"), False),
-        (iso(table.date_created), False),
-        (iso(table.date_updated), False),
-        (literal(link_prefix) + cast(table.id, String), False),
+        (cast(table.id, String), None),
+        (_neutralised(table.sku), table.sku),
+        (_neutralised(table.name), table.name),
+        (_neutralised(table.description), table.description),
+        (_neutralised(table.category), table.category),
+        (cast(cents // 100, String) + "." + func.substr(cast(100 + cents % 100, String), 2), None),
+        (cast(table.stock, String), None),
+        (case((table.is_available, "true"), else_="false"), None),
+        (iso(table.date_created), None),
+        (iso(table.date_updated), None),
+        (literal(link_prefix) + cast(table.id, String), None),
     ]
 
 
 def _copy_select(stmt: Select, link_prefix: str) -> Select:
     # NULLIF: COPY quotes an empty string (""); the csv module leaves it bare.
     cells = _csv_cells("postgresql", link_prefix)
-    return stmt.with_only_columns(*(func.nullif(cell, "") if is_text else cell for cell, is_text in cells))
+    return stmt.with_only_columns(*(cell if text_column is None else func.nullif(cell, "")
+                                    for cell, text_column in cells))
 
 
 def _csv_line_select(stmt: Select, link_prefix: str) -> Select:
-    def quoted(cell):
-        return case((cell.op("GLOB")(CSV_SPECIALS), '"' + func.replace(cell, '"', '""') + '"'), else_=cell)
+    def quoted(cell, text_column):
+        # Tested on the stored text: the neutralising apostrophe never needs quoting,
+        # and SQLite then evaluates the cell once, in whichever branch applies.
+        return case((text_column.op("GLOB")(CSV_SPECIALS), '"' + func.replace(cell, '"', '""') + '"'), else_=cell)
 
-    cells = [quoted(cell) if is_text else cell for cell, is_text in _csv_cells("sqlite", link_prefix)]
+    cells = [cell if text_column is None else quoted(cell, text_column)
+             for cell, text_column in _csv_cells("sqlite", link_prefix)]
     line = cells[0]
     for cell in cells[1:]:
         line = line + "," + cell
