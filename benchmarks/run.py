@@ -968,10 +968,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 def refresh_analysis(path: Path) -> None:
     """Re-embed benchmarks/ANALYSIS.md at the end of an existing results file (no measuring)."""
     analysis = (BENCH / "ANALYSIS.md").read_text(encoding="utf-8").strip()
-    marker = analysis.splitlines()[0]
     text = path.read_text(encoding="utf-8")
-    if marker in text:
-        text = text[:text.index(marker)].rstrip() + "\n"
+    # The embedded analysis starts at its first heading (ANALYSIS.md's first line,
+    # whatever it said when the results were written: "## Where the time ...").
+    start = text.find("\n## Where the time")
+    if start >= 0:
+        text = text[:start].rstrip() + "\n"
     path.write_text(f"{text}\n{analysis}\n", encoding="utf-8")
 
 
