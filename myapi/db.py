@@ -163,6 +163,13 @@ def stream_session() -> Session:
     return get_db().session()
 
 
+def discard_session() -> None:
+    """Close the request's session now; the next get_session() opens a new one."""
+    session = g.pop("db_session", None)
+    if session is not None:
+        session.close()
+
+
 def close_session(exc: BaseException | None = None) -> None:
     session = g.pop("db_session", None)
     if session is not None:

@@ -283,3 +283,29 @@ def test_terminated_connections_are_replaced_not_reported(app_config, product):
     admin_engine.dispose()
     assert client.get(f"{API}/products/1").status_code == 200
     get_db(app).engine.dispose()
+
+
+def test_a_read_on_a_connection_ended_under_it_runs_again(app_config, product, monkeypatch):
+    """The race the checkout check cannot see: the server ends the connection just after checkout.
+
+    With the check switched off, every pooled connection is dead when handed
+    out; a GET still answers 200 (run again once on a fresh connection).
+    """
+    if not app_config["DATABASE_URL"].startswith("postgresql"):
+        pytest.skip("PostgreSQL only")
+    from sqlalchemy import text
+
+    import myapi.db
+    from myapi.db import make_engine
+
+    monkeypatch.setattr(myapi.db, "_discard_if_closed_by_server", lambda *args: None)
+    app = create_app(app_config)
+    client = app.test_client()
+    assert client.get(f"{API}/products/1").status_code == 200
+    admin_engine = make_engine(app_config["DATABASE_URL"])
+    with admin_engine.begin() as conn:
+        conn.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                          "WHERE datname = current_database() AND pid <> pg_backend_pid()"))
+    admin_engine.dispose()
+    assert client.get(f"{API}/products/1").status_code == 200
+    get_db(app).engine.dispose()

@@ -12,9 +12,10 @@ from __future__ import annotations
 import flask_restful
 from flask import Response, current_app, g, request
 from flask_restful.utils import unpack
+from sqlalchemy.exc import DBAPIError
 from werkzeug.wrappers import Response as ResponseBase
 
-from ..db import SAFE_METHODS, commit_session
+from ..db import SAFE_METHODS, commit_session, discard_session
 from .errors import PRECONDITION_FAILED, Problem
 from .idempotency import HEADER as IDEMPOTENCY_HEADER
 from .idempotency import run_idempotent
@@ -42,7 +43,16 @@ class Resource(flask_restful.Resource):
         if self.max_body_setting:
             request.max_content_length = current_app.config[self.max_body_setting]
         if request.method in SAFE_METHODS:
-            return super().dispatch_request(*args, **kwargs)
+            try:
+                return super().dispatch_request(*args, **kwargs)
+            except DBAPIError as error:
+                if not error.connection_invalidated:
+                    raise
+                # The pool handed out a connection the server ended a moment
+                # before (a restart, pg_terminate_backend) and SQLAlchemy has
+                # invalidated the pool: a read runs again, once, on a fresh one.
+                discard_session()
+                return super().dispatch_request(*args, **kwargs)
 
         def produce() -> Response:
             result = super(Resource, self).dispatch_request(*args, **kwargs)
