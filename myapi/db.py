@@ -71,7 +71,9 @@ def make_engine(url: str, **kwargs) -> Engine:
         engine = create_engine(url, connect_args={"timeout": 30}, **kwargs)
         _configure_sqlite(engine)
         return engine
-    engine = create_engine(url, pool_size=5, max_overflow=10, **kwargs)
+    # UTF-8 on the wire whatever the database's encoding: the CSV import and
+    # export pass COPY's bytes through as UTF-8.
+    engine = create_engine(url, pool_size=5, max_overflow=10, connect_args={"client_encoding": "utf8"}, **kwargs)
     event.listen(engine, "checkout", _discard_if_closed_by_server)
     return engine
 

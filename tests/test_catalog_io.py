@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -78,7 +79,16 @@ def test_import_error_list_is_capped_but_counted(client, admin, db_session):
     assert product_count(db_session) == 0
 
 
-def test_a_bad_row_after_many_good_batches_still_writes_nothing(client, admin, db_session):
+@pytest.fixture
+def small_batches(monkeypatch):
+    """Batches of 100 rows on both databases, so a few hundred rows span several."""
+    from myapi.services import catalog_io
+
+    monkeypatch.setattr(catalog_io, "BATCH_SIZE", 100)
+    monkeypatch.setattr(catalog_io, "PG_BATCH_SIZE", 100)
+
+
+def test_a_bad_row_after_many_good_batches_still_writes_nothing(client, admin, db_session, small_batches):
     body = good_file(2500) + "SKU-LAST,Name,,tea,free,1,true\r\n"
     response = csv_post(client, admin, body)
     assert response.status_code == 400
@@ -327,3 +337,57 @@ def test_import_keeps_backslashes_tabs_and_line_breaks_exactly(client, admin, db
     assert response.status_code == 200, response.get_json()
     stored = {p.sku: (p.name, p.description) for p in db_session.scalars(select(Product))}
     assert stored == {sku: (name, description) for sku, name, description in rows}
+
+
+def test_batches_count_created_and_updated_and_the_last_repeat_wins(client, admin, db_session, small_batches):
+    first = csv_post(client, admin, good_file(250))  # three batches
+    assert first.get_json() == {"created": 250, "updated": 0, "rows": 250, "dry_run": False}
+    # 150 existing skus (in two batches), 100 new ones, and SKU-00007 twice in
+    # different batches: the later row wins.
+    body = (good_file(250, start=101)
+            + "SKU-00007,First repeat,,tea,1.00,1,true\r\n"
+            + "".join(f"SKU-9{i:04d},Filler,,tea,1.00,1,true\r\n" for i in range(120))
+            + "SKU-00007,Last repeat,,tea,2.00,2,false\r\n")
+    second = csv_post(client, admin, body)
+    assert second.get_json() == {"created": 220, "updated": 152, "rows": 372, "dry_run": False}
+    assert product_count(db_session) == 250 + 100 + 120
+    repeated = db_session.scalars(select(Product).where(Product.sku == "SKU-00007")).one()
+    assert (repeated.name, repeated.price, repeated.stock, repeated.is_available, repeated.version) == (
+        "Last repeat", Decimal("2.00"), 2, False, 3)
+
+
+def test_read_ahead_hands_on_items_and_errors_and_stops_with_its_caller():
+    from myapi.services.catalog_io import _read_ahead
+
+    assert list(_read_ahead(iter(range(5)))) == [0, 1, 2, 3, 4]
+
+    def failing():
+        yield 1
+        raise ValueError("bad upload")
+
+    with pytest.raises(ValueError, match="bad upload"):
+        list(_read_ahead(failing()))
+
+    produced = []
+
+    def endless():
+        while True:
+            produced.append(len(produced))
+            yield produced[-1]
+
+    batches = _read_ahead(endless())
+    with pytest.raises(RuntimeError), contextlib.closing(batches):
+        for item in batches:
+            if item == 3:
+                raise RuntimeError("the database write failed")
+    assert not [t for t in threading.enumerate() if t.name == "import-validate"]
+    count = len(produced)
+    threading.Event().wait(0.3)
+    assert len(produced) == count  # the producer has stopped
+
+
+def test_export_neutralises_the_same_prefixes_as_every_other_csv():
+    from myapi.common import representations
+    from myapi.services import catalog_io
+
+    assert catalog_io.FORMULA_PREFIXES == representations.FORMULA_PREFIXES

@@ -265,6 +265,17 @@ def test_database_outage_is_503_and_recovery_is_immediate(app_config, product):
         proxy.close()
 
 
+TERMINATED_APP = "myapi-terminate-test"
+
+
+def _named(url: str) -> str:
+    """``url`` with an application_name, so a test can end just its own connections."""
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).update_query_dict({"application_name": TERMINATED_APP}).render_as_string(
+        hide_password=False)
+
+
 def test_terminated_connections_are_replaced_not_reported(app_config, product):
     """pg_terminate_backend on the app's connections (PostgreSQL): the next request still works."""
     if not app_config["DATABASE_URL"].startswith("postgresql"):
@@ -273,13 +284,14 @@ def test_terminated_connections_are_replaced_not_reported(app_config, product):
 
     from myapi.db import make_engine
 
-    app = create_app(app_config)
+    app = create_app({**app_config, "DATABASE_URL": _named(app_config["DATABASE_URL"])})
     client = app.test_client()
     assert client.get(f"{API}/products/1").status_code == 200
     admin_engine = make_engine(app_config["DATABASE_URL"])
-    with admin_engine.begin() as conn:
+    with admin_engine.begin() as conn:  # only this app's connections: others may share the database
         conn.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                          "WHERE datname = current_database() AND pid <> pg_backend_pid()"))
+                          "WHERE datname = current_database() AND application_name = :name"),
+                     {"name": TERMINATED_APP})
     admin_engine.dispose()
     assert client.get(f"{API}/products/1").status_code == 200
     get_db(app).engine.dispose()
@@ -299,13 +311,14 @@ def test_a_read_on_a_connection_ended_under_it_runs_again(app_config, product, m
     from myapi.db import make_engine
 
     monkeypatch.setattr(myapi.db, "_discard_if_closed_by_server", lambda *args: None)
-    app = create_app(app_config)
+    app = create_app({**app_config, "DATABASE_URL": _named(app_config["DATABASE_URL"])})
     client = app.test_client()
     assert client.get(f"{API}/products/1").status_code == 200
     admin_engine = make_engine(app_config["DATABASE_URL"])
-    with admin_engine.begin() as conn:
+    with admin_engine.begin() as conn:  # only this app's connections: others may share the database
         conn.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                          "WHERE datname = current_database() AND pid <> pg_backend_pid()"))
+                          "WHERE datname = current_database() AND application_name = :name"),
+                     {"name": TERMINATED_APP})
     admin_engine.dispose()
     assert client.get(f"{API}/products/1").status_code == 200
     get_db(app).engine.dispose()

@@ -1,16 +1,20 @@
 """CSV import and streaming export of the catalogue.
 
 Import reads the upload as a stream of CSV records, validates each with the
-same input types as ``POST /products`` (given to it as ``rules``), and
-upserts valid rows by sku in batches with one Core ``INSERT ... ON CONFLICT``
-per batch, inside one transaction. Memory holds one batch, not the file. Any
-bad row makes the whole import a no-op (the transaction is rolled back) and
-every bad row is reported, the first 100 in full. Imports run one at a time
-(an advisory lock on PostgreSQL; ``BEGIN IMMEDIATE`` on SQLite), so two
-overlapping uploads neither deadlock nor interleave.
+same input types as ``PUT /products/<id>`` (given to it as ``rules``), and
+upserts valid rows by sku in batches inside one transaction: on PostgreSQL
+each batch is COPY'd into a temporary table and upserted from it with one
+``INSERT ... SELECT ... ON CONFLICT`` while a second thread validates the
+next batch; on SQLite the driver's ``executemany`` runs one upsert per row.
+Memory holds a few batches, not the file. Any bad row makes the whole import
+a no-op (the transaction is rolled back) and every bad row is reported, the
+first 100 in full. Imports run one at a time (an advisory lock on
+PostgreSQL; ``BEGIN IMMEDIATE`` on SQLite), so two overlapping uploads
+neither deadlock nor interleave.
 
-Export streams rows from a server-side cursor (``yield_per``), so the first
-bytes leave at once and memory stays flat however many rows match.
+Export streams: JSON and NDJSON from a server-side cursor (``yield_per``),
+CSV written by the database itself (see ``export_csv``), so the first bytes
+leave at once and memory stays flat however many rows match.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import queue
 import re
 import threading
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import closing
 from dataclasses import dataclass, field
 
 from sqlalchemy import BigInteger, Select, String, case, cast, func, literal, select, text, type_coerce
@@ -265,10 +270,8 @@ def _sqlite_upsert(session: Session, rows: list[tuple], result: ImportResult) ->
         cursor.close()
 
 
-def _postgresql_upsert(session: Session, batch: tuple[bytes, int], result: ImportResult) -> None:
+def _postgresql_upsert(session: Session, payload: bytes, result: ImportResult) -> None:
     """COPY one batch (COPY text, see _copy_payload) into import_batch and upsert it from there."""
-    payload, _rows = batch
-    session.execute(text(STAGING_TABLE))
     session.execute(text("TRUNCATE import_batch"))
     cursor = session.connection().connection.driver_connection.cursor()
     columns = "sku, name, description, category, price, stock, is_available"
@@ -287,7 +290,7 @@ def _copy_text(value: str) -> str:
     return value.translate(_COPY_ESCAPES) if _COPY_SPECIAL.search(value) else value
 
 
-def _copy_payload(rows: list[tuple]) -> tuple[bytes, int]:
+def _copy_payload(rows: list[tuple]) -> bytes:
     """Upsert rows as COPY's text format, built by the validating thread.
 
     sku and category are validated slugs: nothing in them needs escaping.
@@ -297,7 +300,7 @@ def _copy_payload(rows: list[tuple]) -> tuple[bytes, int]:
         f"{'t' if is_available else 'f'}\n"
         for sku, name, description, category, cents, stock, is_available in rows
     ]
-    return "".join(lines).encode("utf-8"), len(rows)
+    return "".join(lines).encode("utf-8")  # the connection's client_encoding (db.make_engine)
 
 
 def lock_imports(session: Session) -> None:
@@ -306,8 +309,7 @@ def lock_imports(session: Session) -> None:
         session.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": IMPORT_LOCK_ID})
 
 
-def import_products(session: Session, lines: Iterable[str], rules: dict[str, Rule], *,
-                    batch_size: int | None = None) -> ImportResult:
+def import_products(session: Session, lines: Iterable[str], rules: dict[str, Rule]) -> ImportResult:
     """Validate and upsert every row of a CSV stream, in the caller's transaction.
 
     The caller commits only when ``result.error_count == 0`` and it is not a
@@ -323,15 +325,19 @@ def import_products(session: Session, lines: Iterable[str], rules: dict[str, Rul
     lock_imports(session)
     result = ImportResult()
     if session.get_bind().dialect.name == "postgresql":
+        session.execute(text(STAGING_TABLE))
         upsert = _postgresql_upsert
-        validated = _validated_batches(reader, columns, rules, result, batch_size or PG_BATCH_SIZE)
+        validated = _validated_batches(reader, columns, rules, result, PG_BATCH_SIZE)
         batches = _read_ahead(_copy_payload(rows) for rows in validated)
     else:  # SQLite writes in this process: a second thread would only contend for the GIL
         upsert = _sqlite_upsert
-        batches = _validated_batches(reader, columns, rules, result, batch_size or BATCH_SIZE)
-    for batch in batches:
-        if not result.error_count:
-            upsert(session, batch, result)
+        batches = _validated_batches(reader, columns, rules, result, BATCH_SIZE)
+    # closing(): when a write fails, the validating thread stops now, not
+    # whenever the traceback holding the generator is collected.
+    with closing(batches):
+        for batch in batches:
+            if not result.error_count:
+                upsert(session, batch, result)
     if result.rows == 0 and not result.error_count:
         raise ImportRejected("The file has a header but no product rows.")
     return result
@@ -366,7 +372,7 @@ def _csv_cells(dialect: str, link_prefix: str) -> list:
     """The export's cells as SQL text expressions, in CSV_COLUMNS order.
 
     Each is (expression, the text column it shows or None): free text may need
-    CSV quoting, and an empty string must stay distinguishable from no value.
+    CSV quoting, and an empty one must be written as a bare empty cell.
     """
     table = Product.__table__.c
     cents = type_coerce(table.price, BigInteger)  # the stored integer, not Money's Decimal
