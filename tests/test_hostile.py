@@ -268,31 +268,35 @@ def test_database_outage_is_503_and_recovery_is_immediate(app_config, product):
 TERMINATED_APP = "myapi-terminate-test"
 
 
-def _named(url: str) -> str:
-    """``url`` with an application_name, so a test can end just its own connections."""
-    from sqlalchemy.engine import make_url
+def _terminated_after_one_read(app_config):
+    """An app (its client) that has read once, whose pooled connections the server then ended.
 
-    return make_url(url).update_query_dict({"application_name": TERMINATED_APP}).render_as_string(
-        hide_password=False)
-
-
-def test_terminated_connections_are_replaced_not_reported(app_config, product):
-    """pg_terminate_backend on the app's connections (PostgreSQL): the next request still works."""
-    if not app_config["DATABASE_URL"].startswith("postgresql"):
-        pytest.skip("PostgreSQL only")
+    The app's connections carry an application_name, so only they are ended:
+    other jobs may share the database.
+    """
     from sqlalchemy import text
+    from sqlalchemy.engine import make_url
 
     from myapi.db import make_engine
 
-    app = create_app({**app_config, "DATABASE_URL": _named(app_config["DATABASE_URL"])})
+    if not app_config["DATABASE_URL"].startswith("postgresql"):
+        pytest.skip("PostgreSQL only")
+    named = make_url(app_config["DATABASE_URL"]).update_query_dict({"application_name": TERMINATED_APP})
+    app = create_app({**app_config, "DATABASE_URL": named.render_as_string(hide_password=False)})
     client = app.test_client()
     assert client.get(f"{API}/products/1").status_code == 200
     admin_engine = make_engine(app_config["DATABASE_URL"])
-    with admin_engine.begin() as conn:  # only this app's connections: others may share the database
+    with admin_engine.begin() as conn:
         conn.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
                           "WHERE datname = current_database() AND application_name = :name"),
                      {"name": TERMINATED_APP})
     admin_engine.dispose()
+    return app, client
+
+
+def test_terminated_connections_are_replaced_not_reported(app_config, product):
+    """pg_terminate_backend on the app's connections (PostgreSQL): the next request still works."""
+    app, client = _terminated_after_one_read(app_config)
     assert client.get(f"{API}/products/1").status_code == 200
     get_db(app).engine.dispose()
 
@@ -303,22 +307,9 @@ def test_a_read_on_a_connection_ended_under_it_runs_again(app_config, product, m
     With the check switched off, every pooled connection is dead when handed
     out; a GET still answers 200 (run again once on a fresh connection).
     """
-    if not app_config["DATABASE_URL"].startswith("postgresql"):
-        pytest.skip("PostgreSQL only")
-    from sqlalchemy import text
-
     import myapi.db
-    from myapi.db import make_engine
 
     monkeypatch.setattr(myapi.db, "_discard_if_closed_by_server", lambda *args: None)
-    app = create_app({**app_config, "DATABASE_URL": _named(app_config["DATABASE_URL"])})
-    client = app.test_client()
-    assert client.get(f"{API}/products/1").status_code == 200
-    admin_engine = make_engine(app_config["DATABASE_URL"])
-    with admin_engine.begin() as conn:  # only this app's connections: others may share the database
-        conn.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                          "WHERE datname = current_database() AND application_name = :name"),
-                     {"name": TERMINATED_APP})
-    admin_engine.dispose()
+    app, client = _terminated_after_one_read(app_config)
     assert client.get(f"{API}/products/1").status_code == 200
     get_db(app).engine.dispose()
