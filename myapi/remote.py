@@ -277,6 +277,14 @@ def logout() -> None:
     click.echo("signed out", err=True)
 
 
+def download(export, file: str, fmt: str, progress: bool, filters: dict) -> None:
+    """Stream an export (a Client.export_* method) to FILE, or to stdout for ``-``."""
+    target = sys.stdout.buffer if file == "-" else file
+    written = export(target, fmt, progress=show_progress(progress) and file != "-", **filters)
+    if file != "-":
+        click.echo(f"exported {written} bytes to {file}", err=True)
+
+
 # -- products ---------------------------------------------------------------------
 
 
@@ -302,11 +310,7 @@ def products_list(fmt, limit, **filters) -> None:
 @PROGRESS
 def products_export(file, fmt, progress, **filters) -> None:
     """Download the catalogue to FILE (``-``: stdout) as it streams."""
-    client = connect()
-    target = sys.stdout.buffer if file == "-" else file
-    written = client.export_products(target, fmt, progress=show_progress(progress) and file != "-", **filters)
-    if file != "-":
-        click.echo(f"exported {written} bytes to {file}", err=True)
+    download(connect().export_products, file, fmt, progress, filters)
 
 
 @products.command("import")
@@ -346,11 +350,7 @@ def orders_list(fmt, limit, **filters) -> None:
 @PROGRESS
 def orders_export(file, fmt, progress, **filters) -> None:
     """Download orders to FILE (``-``: stdout); CSV has one row per order line."""
-    client = connect()
-    target = sys.stdout.buffer if file == "-" else file
-    written = client.export_orders(target, fmt, progress=show_progress(progress) and file != "-", **filters)
-    if file != "-":
-        click.echo(f"exported {written} bytes to {file}", err=True)
+    download(connect().export_orders, file, fmt, progress, filters)
 
 
 # -- reports ----------------------------------------------------------------------
