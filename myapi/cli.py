@@ -124,7 +124,9 @@ def prune() -> None:
 
     app = migrated_app()
     with app.app_context():
-        counts = prune_expired(get_session())
+        session = get_session()
+        counts = prune_expired(session)
+        session.commit()
     click.echo(", ".join(f"{v} {k} deleted" for k, v in counts.items()), err=True)
 
 

@@ -29,7 +29,7 @@ from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 
-from flask import Flask, current_app, g, has_request_context, request
+from flask import Flask, current_app, g
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DisconnectionError
@@ -135,14 +135,26 @@ def get_db(app: Flask | None = None) -> Database:
     return (app or current_app).extensions[EXTENSION]
 
 
+def open_session(*, write: bool) -> Session:
+    """Open the request's session; the Resource's dispatch says whether the request writes.
+
+    A write session's transactions begin IMMEDIATE on SQLite; a read
+    session runs in autocommit on PostgreSQL (see the module doc).
+    """
+    discard_session()
+    database = get_db()
+    g.db_session = database.session(write=True) if write else database.read_session()
+    return g.db_session
+
+
 def get_session() -> Session:
-    """The request's session, opened on first use and closed at teardown."""
+    """The request's (or app context's) session, opened on first use and closed at teardown.
+
+    Outside a Resource's dispatch (the CLI, a test's app context) it is a
+    plain session on the engine.
+    """
     if "db_session" not in g:
-        database = get_db()
-        if has_request_context() and request.method in SAFE_METHODS:
-            g.db_session = database.read_session()
-        else:
-            g.db_session = database.session(write=has_request_context())
+        g.db_session = get_db().session()
     return g.db_session
 
 

@@ -12,20 +12,20 @@ from openapi_spec_validator import OpenAPIV31SpecValidator, validate
 
 from myapi import app as app_module
 from myapi.common import inputs
+from myapi.common.contract import contract_of as declaration
+from myapi.common.contract import requires
 from myapi.common.fields import DateTime, Link, Money, Template, order_fields
 from myapi.common.openapi import (
-    ERROR_RESPONSES,
     ERROR_STATUSES,
     api_routes,
     argument_schema,
     build_document,
-    declaration,
-    documented,
     fields_schema,
     openapi_document,
     undeclared_operations,
 )
-from myapi.common.parsing import RequestParser
+from myapi.common.openapi.components import ERROR_RESPONSES
+from myapi.common.parsing import RequestParser, conditional_parser
 from myapi.resources import orders, products, reports, tokens, users
 from myapi.resources.docs import DocsAsset
 
@@ -121,14 +121,16 @@ def test_only_the_assets_are_hidden(app, document):
 
 def test_declarations_name_the_objects_the_methods_use():
     assert declaration(users.UserList, "post").parsers == (users.signup_parser,)
-    assert declaration(users.User, "put").parsers == (users.put_parser,)
-    assert declaration(users.User, "patch").parsers == (users.patch_parser,)
+    assert declaration(users.User, "put").parsers == (users.put_parser, conditional_parser)
+    assert declaration(users.User, "patch").parsers == (users.patch_parser, conditional_parser)
     assert declaration(users.CurrentUser, "patch") is declaration(users.User, "patch")  # inherited
-    assert declaration(products.Product, "put").fields is products.product_fields
+    assert declaration(products.Product, "put").output.fields is products.product_fields
     assert declaration(products.ProductImport, "post").csv_upload is products.put_parser
     assert declaration(orders.OrderList, "get").parsers == (orders.list_parser,)
-    assert declaration(reports.TopCustomers, "get").fields is reports.top_customer_fields
+    assert declaration(reports.TopCustomers, "get").output.fields is reports.top_customer_fields
     assert declaration(tokens.TokenList, "post").parsers == (tokens.credentials_parser,)
+    assert declaration(users.UserList, "get").auth == "admin"
+    assert declaration(orders.Order, "patch").auth == "user"
 
 
 # -- parameters and bodies -----------------------------------------------------------
@@ -236,7 +238,7 @@ def test_field_dicts_map_to_response_schemas():
         "child": fields.Nested({"m": fields.Integer}),
     })
     props = schema["properties"]
-    assert schema["additionalProperties"] is False and set(schema["required"]) == set(props)
+    assert schema["additionalProperties"] is False and "required" not in schema  # fields= may select some
     assert props["n"] == {"type": "integer"} and props["ok"] == {"type": "boolean"}
     assert props["price"]["type"] == "string" and props["price"]["pattern"] == Money.schema["pattern"]
     assert props["at"] == {"type": "string", "format": "date-time"}
@@ -287,7 +289,7 @@ def test_components(document):
                                                            "type": "http", "scheme": "bearer"}
     assert components["securitySchemes"]["basicAuth"]["scheme"] == "basic"
     assert {"ETag", "Link", "X-Total-Count", "Location", "Retry-After"} <= set(components["headers"])
-    assert {p["name"] for p in components["parameters"].values()} == {"If-Match", "If-None-Match", "Idempotency-Key"}
+    assert {p["name"] for p in components["parameters"].values()} == {"If-None-Match", "Idempotency-Key", "Prefer"}
 
 
 def test_errors_and_headers_each_operation_can_give(document):
@@ -318,11 +320,9 @@ def test_errors_and_headers_each_operation_can_give(document):
     assert "security" not in paths["/products"]["get"]
 
 
-def test_documented_refuses_unknown_words():
+def test_requires_refuses_unknown_words():
     with pytest.raises(ValueError):
-        documented(auth="root")
-    with pytest.raises(ValueError):
-        documented(collection="list")
+        requires("root")
 
 
 # -- real answers match the document ------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Passwords, bearer tokens, and the "who may do this" decorators.
+"""Passwords, bearer tokens, sign-in, and the check behind ``requires``.
 
 Passwords: a passlib CryptContext with argon2 first; bcrypt hashes are still
 accepted and re-hashed with argon2 at the next sign-in. An unknown username is
@@ -14,7 +14,8 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import secrets
-from functools import wraps
+from collections.abc import Mapping
+from dataclasses import dataclass
 
 from flask import Flask, current_app, g, request
 from passlib.context import CryptContext
@@ -23,7 +24,10 @@ from sqlalchemy.orm import Session, contains_eager
 
 from ..db import get_session
 from ..models import Token, User, utcnow
-from .errors import Problem
+from ..services import users as users_service
+from . import inputs
+from .errors import Problem, validation_problem
+from .parsing import REQUIRED
 
 EXTENSION = "myapi.passwords"
 REALM = 'realm="myapi"'
@@ -148,19 +152,69 @@ def require_admin() -> User:
     return user
 
 
-def login_required(method):
-    @wraps(method)
-    def wrapper(*args, **kwargs):
+def authorise(level: str) -> None:
+    """Enforce a method's ``requires(level)``: ``"user"``, ``"admin"``; the others check nothing here.
+
+    ``"none"``: anyone; ``"password"``: a sign-in, whose credentials the
+    method itself verifies (:func:`sign_in`).
+    """
+    if level == "user":
         require_user()
-        return method(*args, **kwargs)
-
-    return wrapper
-
-
-def admin_required(method):
-    @wraps(method)
-    def wrapper(*args, **kwargs):
+    elif level == "admin":
         require_admin()
-        return method(*args, **kwargs)
 
-    return wrapper
+
+# -- signing in ----------------------------------------------------------------
+
+BAD_CREDENTIALS = "Unknown username or wrong password."
+
+
+@dataclass
+class SignIn:
+    """What POST /tokens answers: the secret, shown this once."""
+
+    token: str
+    expires_at: dt.datetime
+    token_type: str = "Bearer"  # noqa: S105 (a scheme name, not a secret)
+
+
+def sign_in(session: Session, body: Mapping) -> SignIn:
+    """A fresh token for the credentials (HTTP Basic, else the body's username and password).
+
+    Unknown user, wrong password and deactivated account answer the same
+    401 after the same password-hash work. A name that cannot be a username
+    (NUL, too long...) is not looked up at all, but still costs a password
+    check. A hash in an outdated scheme or cost is replaced.
+    """
+    username, password = _credentials(body)
+    user = None
+    if _is_username(username):
+        user = users_service.find_by_username(session, username)
+    matches, new_hash = check_password(password[:1024], user.password_hash if user else None)
+    if not (matches and user.is_active):
+        raise unauthorized(BAD_CREDENTIALS, "Basic")
+    if new_hash:
+        user.password_hash = new_hash
+    g.user_id = user.id  # for the access log line
+    secret, token = issue_token(session, user)
+    return SignIn(token=secret, expires_at=token.expires_at)
+
+
+def _credentials(body: Mapping) -> tuple[str, str]:
+    basic = request.authorization
+    if basic is not None and basic.type == "basic":
+        return basic.username or "", basic.password or ""
+    if request.headers.get("Authorization") or not body:
+        raise unauthorized("Send HTTP Basic credentials or a JSON body with username and password.", "Basic")
+    missing = {name: REQUIRED for name in ("username", "password") if body.get(name) is None}
+    if missing:
+        raise validation_problem(missing)
+    return body["username"], body["password"]
+
+
+def _is_username(name: str) -> bool:
+    try:
+        inputs.username(name)
+    except ValueError:
+        return False
+    return True

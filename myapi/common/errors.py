@@ -21,23 +21,22 @@ from sqlalchemy.orm.exc import StaleDataError
 from werkzeug.exceptions import HTTPException
 from werkzeug.http import HTTP_STATUS_CODES
 
-from ..services.errors import ServiceError
+from .. import problems
+from ..problems import ProblemType
+from ..services.errors import DomainError, PreconditionFailed
+from .etags import entity_tag
+from .media import PROBLEM as PROBLEM_MEDIA_TYPE
 
 log = logging.getLogger("myapi.errors")
 
-PROBLEM_MEDIA_TYPE = "application/problem+json"
-
-# Problem types specific to this API; generic HTTP errors use "about:blank".
-VALIDATION = "urn:myapi:problem:validation-error"
-CONFLICT = "urn:myapi:problem:conflict"
-INSUFFICIENT_STOCK = "urn:myapi:problem:insufficient-stock"
-CONCURRENT_UPDATE = "urn:myapi:problem:concurrent-update"
-PRECONDITION_FAILED = "urn:myapi:problem:precondition-failed"
-UNAVAILABLE = "urn:myapi:problem:service-unavailable"
 
 
 class Problem(HTTPException):
-    """An error answer. Raise it anywhere in a request; it becomes problem+json."""
+    """An error answer. Raise it anywhere in a request; it becomes problem+json.
+
+    ``type`` is a kind from the catalogue (myapi/problems.py), which also
+    gives the title; generic HTTP errors leave it at about:blank.
+    """
 
     def __init__(
         self,
@@ -45,7 +44,7 @@ class Problem(HTTPException):
         detail: str | None = None,
         *,
         title: str | None = None,
-        type: str = "about:blank",
+        type: ProblemType | None = None,
         errors: dict | list | None = None,
         headers: dict | None = None,
         extra: dict | None = None,
@@ -53,18 +52,23 @@ class Problem(HTTPException):
         super().__init__(description=detail)
         self.code = status
         self.detail = detail
-        self.title = title or HTTP_STATUS_CODES.get(status, "Error")
-        self.type = type
+        self.title = title or (type.title if type else HTTP_STATUS_CODES.get(status, "Error"))
+        self.type = type.uri if type else problems.BLANK
         self.errors = errors
         self.extra_headers = dict(headers or {})
         self.extra = dict(extra or {})
+
+    @classmethod
+    def of(cls, kind: ProblemType, detail: str, **options) -> Problem:
+        """A problem of a catalogued kind, with that kind's status."""
+        return cls(kind.status, detail, type=kind, **options)
 
     def get_response(self, environ=None, scope=None) -> Response:  # werkzeug hook
         return problem_response(self)
 
 
 def validation_problem(errors: dict | list, detail: str = "The request has invalid fields.") -> Problem:
-    return Problem(400, detail, title="Invalid request", type=VALIDATION, errors=errors)
+    return Problem.of(problems.VALIDATION, detail, errors=errors)
 
 
 def request_id() -> str:
@@ -99,36 +103,30 @@ def problem_from_exception(error: BaseException) -> Problem:
         return error
     if isinstance(error, HTTPException):
         return _from_http_exception(error)
-    if isinstance(error, ServiceError):
-        return Problem(error.status, error.detail, title=error.title, type=error.type, errors=error.errors)
+    if isinstance(error, DomainError):
+        headers = {"ETag": entity_tag(error.version)} if isinstance(error, PreconditionFailed) else None
+        return Problem.of(error.problem, error.detail, title=error.title, errors=error.errors, extra=error.extra,
+                          headers=headers)
     if isinstance(error, StaleDataError):
-        return Problem(
-            409,
-            "The resource was changed by another request while this one ran; fetch it and try again.",
-            title="Concurrent update",
-            type=CONCURRENT_UPDATE,
-        )
+        return Problem.of(problems.CONCURRENT_UPDATE,
+                          "The resource was changed by another request while this one ran; fetch it and try again.")
     if isinstance(error, sa_exc.DataError):
         # A value the database refuses (the input types should have caught
         # it: this is the safety net). The database's message is not echoed.
         log.warning("data error request_id=%s: %s", request_id(), error.orig)
-        return Problem(400, "The request holds a value the database cannot store.", type=VALIDATION)
+        return Problem.of(problems.VALIDATION, "The request holds a value the database cannot store.")
     if isinstance(error, sa_exc.IntegrityError):
         # Resources translate the races they expect (duplicate username...)
         # into precise messages; this is the safety net. Never echo the
         # database's message: it can contain values and schema details.
         log.warning("integrity error request_id=%s: %s", request_id(), error.orig)
-        return Problem(409, "The request conflicts with the current state of the data.", type=CONFLICT)
+        return Problem.of(problems.CONFLICT, "The request conflicts with the current state of the data.")
     if isinstance(error, (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError)) or (
         isinstance(error, sa_exc.DBAPIError) and error.connection_invalidated
     ):
         log.error("database unavailable request_id=%s: %s", request_id(), error)
-        return Problem(
-            503,
-            "The database is not answering; try again shortly.",
-            type=UNAVAILABLE,
-            headers={"Retry-After": "5"},
-        )
+        return Problem.of(problems.UNAVAILABLE, "The database is not answering; try again shortly.",
+                          headers={"Retry-After": "5"})
     log.error("unhandled exception request_id=%s", request_id(), exc_info=error)
     return Problem(500, "An unexpected error occurred. Quote the request_id when you report it.")
 
@@ -157,7 +155,7 @@ def _from_http_exception(error: HTTPException) -> Problem:
         title=error.name if status in HTTP_STATUS_CODES else None,
         errors=errors,
         headers=headers,
-        type=VALIDATION if errors else "about:blank",
+        type=problems.VALIDATION if errors else None,
     )
 
 

@@ -9,6 +9,8 @@ slowest part of marshalling a page.
 from __future__ import annotations
 
 import datetime as dt
+import functools
+import hashlib
 from decimal import Decimal
 from string import Formatter
 
@@ -216,3 +218,99 @@ def marshal(obj, field_dict: dict) -> dict:
     if isinstance(obj, (list, tuple)):
         return [to_dict(item) for item in obj]
     return to_dict(obj)
+
+
+# -- field selection (?fields=, DESIGN §8.1) ------------------------------------------
+
+def max_selection_length(field_dict: dict) -> int:
+    """The longest sensible ``fields=``: every selectable name once."""
+    return len(",".join(selectable_names(field_dict)))
+
+
+def selectable_names(field_dict: dict) -> list[str]:
+    """The names ``fields=`` accepts: every key, and ``group.member`` inside nested groups."""
+    names: list[str] = []
+    for key, field in field_dict.items():
+        names.append(key)
+        inner = _nested_dict(field)
+        if inner is not None:
+            names.extend(f"{key}.{name}" for name in selectable_names(inner))
+    return names
+
+
+def _nested_dict(field) -> dict | None:
+    field = field() if isinstance(field, type) else field
+    if isinstance(field, fields.Nested):
+        return field.nested
+    if isinstance(field, fields.List) and isinstance(field.container, fields.Nested):
+        return field.container.nested
+    return None
+
+
+def _pruned(field_dict: dict, wanted: set[str]) -> dict:
+    """``field_dict`` with only the ``wanted`` names, in the dict's own order."""
+    kept: dict = {}
+    for key, field in field_dict.items():
+        if key in wanted:
+            kept[key] = field
+            continue
+        members = {name.split(".", 1)[1] for name in wanted if name.startswith(key + ".")}
+        if not members:
+            continue
+        field = field() if isinstance(field, type) else field
+        if isinstance(field, fields.Nested):
+            kept[key] = fields.Nested(_pruned(field.nested, members), allow_null=field.allow_null,
+                                      attribute=field.attribute, default=field.default)
+        else:  # a list of nested objects
+            container = field.container
+            kept[key] = fields.List(fields.Nested(_pruned(container.nested, members), allow_null=container.allow_null,
+                                                  default=container.default), attribute=field.attribute)
+    return kept
+
+
+class Selection:
+    """The output fields a request asked for with ``fields=``: a smaller field dict."""
+
+    def __init__(self, field_dict: dict, names: list[str]):
+        self.names = tuple(names)
+        self.fields = _pruned(field_dict, set(names))
+        self.tag = hashlib.blake2s(",".join(names).encode(), digest_size=4).hexdigest()
+        self.columns = field_names(self.fields)
+        self._to_dict = compile_fields(self.fields)
+
+    def marshal(self, obj):
+        if isinstance(obj, (list, tuple)):
+            return [self._to_dict(item) for item in obj]
+        return self._to_dict(obj)
+
+
+def select_fields(field_dict: dict, spec: str) -> Selection:
+    """The Selection ``spec`` (``"id,sku,links.self"``) names; ValueError naming the valid names."""
+    valid = selectable_names(field_dict)
+    names = [name.strip() for name in spec.split(",")] if len(spec) <= max_selection_length(field_dict) else []
+    if not names or any(not name for name in names):
+        raise ValueError("must name at least one field, separated by commas; choose from " + ", ".join(valid))
+    unknown = [name for name in names if name not in valid]
+    if unknown:
+        shown = ", ".join(repr(name[:40]) for name in unknown[:5])
+        raise ValueError(f"unknown field {shown}; choose from " + ", ".join(valid))
+    wanted = set(names)
+    return _selection(_Identity(field_dict), tuple(name for name in valid if name in wanted))
+
+
+class _Identity:
+    """A field dict as a cache key, by identity (dicts are not hashable)."""
+
+    def __init__(self, field_dict: dict):
+        self.dict = field_dict
+
+    def __hash__(self):
+        return id(self.dict)
+
+    def __eq__(self, other):
+        return isinstance(other, _Identity) and other.dict is self.dict
+
+
+@functools.lru_cache(maxsize=256)
+def _selection(field_dict: _Identity, names: tuple[str, ...]) -> Selection:
+    return Selection(field_dict.dict, list(names))

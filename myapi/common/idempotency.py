@@ -24,7 +24,7 @@ from .errors import validation_problem
 
 HEADER = "Idempotency-Key"
 REPLAYED = "Idempotent-Replayed"
-STORED_HEADERS = ("Content-Type", "Location", "ETag")
+STORED_HEADERS = ("Content-Type", "Location", "ETag", "Preference-Applied")
 CHUNK = 64 * 1024
 
 
@@ -53,6 +53,8 @@ def request_digest() -> str:
 
 def replay(stored: idempotency.StoredResponse) -> Response:
     response = Response(stored.body, status=stored.status)
+    if "Content-Type" not in stored.headers:  # a bodiless answer (Prefer: return=minimal) stays bodiless
+        del response.headers["Content-Type"]
     for name, value in stored.headers.items():
         response.headers[name] = value
     response.headers[REPLAYED] = "true"

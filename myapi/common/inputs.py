@@ -36,6 +36,8 @@ from datetime import MAXYEAR, date, datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from ..services.query import IfMatch
+
 __all__ = [
     "boolean",
     "category",
@@ -651,3 +653,30 @@ def order_items(value: Any, *_: Any) -> list[tuple[int, int]]:
         if merged[product_id] > QUANTITY_MAX:
             raise ValueError(f"item {index}: product {product_id} is ordered more than {QUANTITY_MAX} times in all")
     return list(merged.items())
+
+
+# --- conditional requests ----------------------------------------------------------
+
+_ENTITY_TAG = re.compile(r'^(?:W/)?"?v(\d{1,10})(?:-[^",]*)?"?$')
+IF_MATCH_MAX_LENGTH = 1000
+
+
+@_input_type({
+    "type": "string",
+    "maxLength": IF_MATCH_MAX_LENGTH,
+    "description": 'The ETag of the version you read, e.g. "v3" (a list, or * for any version).',
+})
+def if_match(value: Any, *_: Any) -> IfMatch:
+    """An ``If-Match`` header as the versions it accepts; it never fails to parse.
+
+    Every ETag of an item is ``"v<version>"`` plus a suffix naming the
+    representation and field selection, so the version is what a write
+    compares. A tag that is not one of ours, or an over-long header, names
+    no version: the write answers 412, as for any stale tag.
+    """
+    if not isinstance(value, str) or len(value) > IF_MATCH_MAX_LENGTH:
+        return IfMatch()
+    if value.strip() == "*":
+        return IfMatch(any=True)
+    versions = {int(match[1]) for tag in value.split(",") if (match := _ENTITY_TAG.match(tag.strip()))}
+    return IfMatch(frozenset(versions))

@@ -16,7 +16,6 @@ from flask import request
 
 from ..services.query import Page
 from . import inputs
-from .fields import field_names, marshal
 from .representations import Collection
 
 DEFAULT_PER_PAGE = 20
@@ -44,17 +43,20 @@ def link_header(page: Page) -> str:
     return ", ".join(links)
 
 
-def page_response(page: Page, fields: dict):
-    """The ``(body, status, headers)`` a list resource returns."""
-    body = Collection(
-        data=[marshal(item, fields) for item in page.items],
+def page_body(page: Page, to_dict, columns: list[str]) -> Collection:
+    """The list envelope of ``page``, its items marshalled by ``to_dict``."""
+    return Collection(
+        data=[to_dict(item) for item in page.items],
         pagination={
             "page": page.page,
             "per_page": page.per_page,
             "total_items": page.total_items,
             "total_pages": page.total_pages,
         },
-        columns=field_names(fields),
+        columns=columns,
     )
-    headers = {"X-Total-Count": str(page.total_items), "Link": link_header(page)}
-    return body, 200, headers
+
+
+def page_headers(page: Page) -> dict[str, str]:
+    """``X-Total-Count`` and ``Link``, sent in every representation."""
+    return {"X-Total-Count": str(page.total_items), "Link": link_header(page)}

@@ -17,6 +17,7 @@ slipping an extra field into a body.
 
 from __future__ import annotations
 
+import io
 from copy import deepcopy
 
 import orjson
@@ -24,13 +25,16 @@ from flask import g, request
 from flask_restful import reqparse
 from werkzeug.datastructures import MultiDict
 
+from . import inputs
 from .errors import Problem, validation_problem
 
 JSON_TYPES = ("application/json",)
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+BODY_TYPES = JSON_TYPES + FORM_TYPES
+CSV_UPLOAD_TYPES = ("text/csv", "multipart/form-data")
 
 # Query parameters every endpoint understands and no parser declares.
-GLOBAL_QUERY_ARGS = frozenset({"format"})
+GLOBAL_QUERY_ARGS = frozenset({"format", "fields"})
 
 REQUIRED = "This field is required."
 UNKNOWN = "Unknown field."
@@ -100,15 +104,18 @@ class Argument(reqparse.Argument):
 class RequestParser(reqparse.RequestParser):
     """A strict parser that reports all errors at once as problem+json.
 
-    ``location`` is the default for every argument added to it.
+    ``location`` is the default for every argument added to it;
+    ``media_types`` the body media types it reads (JSON and forms by
+    default): another Content-Type is a 415 naming them.
     """
 
     def __init__(self, argument_class=Argument, namespace_class=reqparse.Namespace, *,
-                 location: str = "body", strict: bool = True):
+                 location: str = "body", strict: bool = True, media_types: tuple[str, ...] = BODY_TYPES):
         super().__init__(argument_class=argument_class, namespace_class=namespace_class,
                          bundle_errors=True, trim=False)
         self.location = location
         self.strict = strict
+        self.media_types = tuple(media_types)
 
     def add_argument(self, *args, **kwargs):
         kwargs.setdefault("location", self.location)
@@ -120,7 +127,7 @@ class RequestParser(reqparse.RequestParser):
 
     def copy(self):
         clone = self.__class__(self.argument_class, self.namespace_class,
-                               location=self.location, strict=self.strict)
+                               location=self.location, strict=self.strict, media_types=self.media_types)
         clone.args = deepcopy(self.args)
         return clone
 
@@ -134,34 +141,90 @@ class RequestParser(reqparse.RequestParser):
         return clone
 
     def parse_args(self, req=None, strict=None, http_error_code=400):
-        req = req if req is not None else request
+        namespace, errors = self.collect(strict)
+        if errors:
+            raise validation_problem(errors)
+        return namespace
+
+    def collect(self, strict: bool | None = None) -> tuple[reqparse.Namespace, dict[str, str]]:
+        """The parsed arguments and every error (missing, invalid, unknown), without raising."""
         strict = self.strict if strict is None else strict
-        req.unparsed_arguments = {}
+        self._check_media_type()
+        request.unparsed_arguments = {}
         namespace = self.namespace_class()
         errors: dict[str, str] = {}
-
         for arg in self.args:
             source = _source(arg.location)
             if arg.location == "args" and arg.action != "append" and len(source.getlist(arg.name)) > 1:
                 errors[arg.name] = "Give this parameter once."
                 continue
-            value, found = arg.parse(req, bundle_errors=True)
+            value, found = arg.parse(request, bundle_errors=True)
             if isinstance(value, ValueError):
                 message = found[arg.name]
                 errors[arg.name] = REQUIRED if message.startswith("Missing required parameter") else message
                 continue
             if found or arg.store_missing:
                 namespace[arg.dest or arg.name] = value
-
         if strict:
-            for location in {arg.location for arg in self.args} - {"headers"}:
-                known = {arg.name for arg in self.args if arg.location == location}
-                if location == "args":
-                    known |= GLOBAL_QUERY_ARGS
-                for key in _source(location):
-                    if key not in known:
-                        errors[str(key)[:100]] = UNKNOWN
+            errors.update(self._unknown())
+        return namespace, errors
 
-        if errors:
-            raise validation_problem(errors)
-        return namespace
+    def _unknown(self) -> dict[str, str]:
+        errors = {}
+        for location in {arg.location for arg in self.args} - {"headers"}:
+            known = {arg.name for arg in self.args if arg.location == location}
+            if location == "args":
+                known |= GLOBAL_QUERY_ARGS
+            for key in _source(location):
+                if key not in known:
+                    errors[str(key)[:100]] = UNKNOWN
+        return errors
+
+    def _check_media_type(self) -> None:
+        """415 for a body in a media type this parser does not read (request_body() knows the default ones)."""
+        if self.media_types == BODY_TYPES or not any(arg.location == "body" for arg in self.args):
+            return
+        if request.mimetype in self.media_types or (is_json_request() and JSON_TYPES[0] in self.media_types):
+            return
+        raise unsupported_media_type(self.media_types)
+
+
+#: ``If-Match`` for conditional writes: ``args.if_match`` is an IfMatch, or None without the header.
+conditional_parser = RequestParser(location="headers")
+conditional_parser.add_argument("If-Match", dest="if_match", type=inputs.if_match)
+
+
+def unsupported_media_type(media_types: tuple[str, ...]) -> Problem:
+    return Problem(415, "Send the body as " + " or ".join(media_types) + ".",
+                   headers={"Accept-Post": ", ".join(media_types)})
+
+
+def parse_all(parsers) -> reqparse.Namespace:
+    """Every parser's arguments in one namespace; every parser's errors in one 400."""
+    namespace = reqparse.Namespace()
+    errors: dict[str, str] = {}
+    for parser in parsers:
+        parsed, failed = parser.collect()
+        namespace.update(parsed)
+        errors.update(failed)
+    if errors:
+        raise validation_problem(errors)
+    return namespace
+
+
+def csv_upload() -> io.TextIOBase:
+    """The uploaded CSV as a text stream: a text/csv body or a multipart ``file``."""
+    if request.mimetype == "text/csv":
+        raw = request.stream
+    elif request.mimetype == "multipart/form-data":
+        upload = request.files.get("file")
+        if upload is None:
+            raise validation_problem({"file": "Attach the CSV file as the form field 'file'."})
+        raw = upload.stream
+    else:
+        raise unsupported_media_type(CSV_UPLOAD_TYPES)
+    if isinstance(raw, io.RawIOBase):  # Werkzeug's LimitedStream
+        raw = io.BufferedReader(raw)
+    # utf-8-sig: a byte-order mark (Excel writes one) is dropped, not read as
+    # part of the first column's name.
+    return io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")

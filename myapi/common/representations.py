@@ -23,12 +23,8 @@ import orjson
 from flask import Response, g, request
 
 from .errors import Problem
+from .media import CSV, FORMATS, JSON, NDJSON
 
-JSON = "application/json"
-CSV = "text/csv"
-NDJSON = "application/x-ndjson"
-
-FORMATS = {"json": JSON, "csv": CSV, "ndjson": NDJSON}
 EXTENSIONS = {media: ext for ext, media in FORMATS.items()}
 
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
@@ -216,18 +212,16 @@ def json_array_stream(records: Iterable[Mapping]) -> Iterable[bytes]:
     yield b"]"
 
 
-def marshalled(session, rows, field_dict: dict) -> Iterable[dict]:
-    """``rows(session)`` marshalled as the client downloads; closes ``session`` at the end.
+def marshalled(session, rows, to_dict) -> Iterable[dict]:
+    """``rows(session)`` marshalled by ``to_dict`` as the client downloads; closes ``session`` at the end.
 
     ``session`` is a stream session (db.stream_session): the request's own is
     already closed by the time a streamed body is read. ``rows`` is called
     only when the body is first read, so an unread body holds no cursor.
     """
-    from .fields import marshal
-
     with session:
         for row in rows(session):
-            yield marshal(row, field_dict)
+            yield to_dict(row)
 
 
 def streamed(records: Iterable[Mapping], columns: list[str], filename: str) -> Response:

@@ -1,35 +1,42 @@
-"""The base Resource: content negotiation first, and ETag / If-Match helpers.
+"""The base Resource: one pipeline for every method, and one unit of work per request.
 
-Every single item carries a strong ETag made from its row version (plus the
-representation, since JSON and CSV bodies differ). ``If-None-Match`` on GET
-answers 304; a stale ``If-Match`` on PUT/PATCH/DELETE answers 412 before
-anything changes. Without If-Match the version column still guards the write:
-a concurrent change makes the UPDATE match no row and the request answers 409.
+A request runs, in this order whatever the order of the method's
+decorators (common/contract.py):
+
+1. negotiate the representation (406 first, before any work);
+2. open the request's session: autocommit reads for GET/HEAD/OPTIONS,
+   a write transaction otherwise (db.open_session);
+3. authorise (``requires``), check ``fields=`` against the output fields;
+4. parse (``parses``): the arguments are the method's first argument;
+5. call the method: one service call, returning a model object, a Page or
+   an Export;
+6. marshal it (``marshal_with``, common/output.py);
+7. commit, if the answer is a success. Only here: services flush and raise
+   domain errors, never commit or roll back; an error answer or an
+   exception leaves the transaction to be rolled back when the session
+   closes. POSTs honour ``Idempotency-Key`` (common/idempotency.py), which
+   keeps its claim in a short transaction of its own.
 """
 
 from __future__ import annotations
 
 import flask_restful
 from flask import Response, current_app, g, request
-from flask_restful.utils import unpack
 from sqlalchemy.exc import DBAPIError
-from werkzeug.wrappers import Response as ResponseBase
 
-from ..db import SAFE_METHODS, commit_session, discard_session
-from .errors import PRECONDITION_FAILED, Problem
+from ..db import SAFE_METHODS, commit_session, discard_session, open_session
+from .auth import authorise
+from .contract import Contract, contract_of
 from .idempotency import HEADER as IDEMPOTENCY_HEADER
 from .idempotency import run_idempotent
-from .representations import CSV, JSON, negotiate, render
+from .media import CSV, JSON
+from .output import requested_selection, respond
+from .parsing import csv_upload, parse_all
+from .representations import negotiate
 
 
 class Resource(flask_restful.Resource):
-    """A resource whose writes are one unit of work.
-
-    The media type is negotiated before the method runs (406 first). Methods
-    never commit: a write that returns a success is committed here, after
-    the body has been built; an exception or an error answer rolls it back.
-    POSTs honour ``Idempotency-Key`` unless ``idempotent_post`` is False.
-    """
+    """A resource whose methods declare their contract and whose writes are one unit of work."""
 
     #: What this resource can produce; the first is the default.
     media_types: tuple[str, ...] = (JSON, CSV)
@@ -39,79 +46,50 @@ class Resource(flask_restful.Resource):
     max_body_setting: str | None = None
 
     def dispatch_request(self, *args, **kwargs):
+        name = request.method.lower()
+        if name == "head" and not hasattr(self, "head"):
+            name = "get"
+        method = getattr(self, name)
+        contract = contract_of(type(self), name) or Contract()
         g.media_type = negotiate(self.media_types)
         if self.max_body_setting:
             request.max_content_length = current_app.config[self.max_body_setting]
+
+        def run() -> Response:
+            return self.run(method, contract, args, kwargs)
+
         if request.method in SAFE_METHODS:
-            try:
-                return super().dispatch_request(*args, **kwargs)
-            except DBAPIError as error:
-                if not error.connection_invalidated:
-                    raise
-                # The pool handed out a connection the server ended a moment
-                # before (a restart, pg_terminate_backend) and SQLAlchemy has
-                # invalidated the pool: a read runs again, once, on a fresh one.
-                discard_session()
-                return super().dispatch_request(*args, **kwargs)
-
-        def produce() -> Response:
-            result = super(Resource, self).dispatch_request(*args, **kwargs)
-            return result if isinstance(result, ResponseBase) else render(*unpack(result))
-
+            return self.read(run)
+        open_session(write=True)
         if request.method == "POST" and self.idempotent_post and IDEMPOTENCY_HEADER in request.headers:
-            return run_idempotent(produce)
-        response = produce()
+            return run_idempotent(run)
+        response = run()
         if response.status_code < 400:
             commit_session()
         return response
 
+    @staticmethod
+    def run(method, contract: Contract, args: tuple, kwargs: dict) -> Response:
+        authorise(contract.auth)
+        requested_selection(contract.output)
+        if contract.parsers or contract.csv_upload is not None:
+            parsed = parse_all(contract.parsers)
+            if contract.csv_upload is not None:
+                parsed["upload"] = csv_upload()
+            args = (parsed, *args)
+        return respond(contract.output, method(*args, **kwargs))
 
-def etag(version: int) -> str:
-    suffix = "-csv" if g.get("media_type") == CSV else ""
-    return f'"v{version}{suffix}"'
-
-
-def _tag_version(tag: str) -> str:
-    tag = tag.strip()
-    if tag.startswith("W/"):
-        tag = tag[2:]
-    return tag.strip('"').split("-", 1)[0]
-
-
-def check_if_match(version: int) -> None:
-    """412 when the client's ``If-Match`` names another version of the item."""
-    header = request.headers.get("If-Match")
-    if header is None:
-        return
-    if header.strip() == "*":
-        return
-    if len(header) > 1000 or f"v{version}" not in {_tag_version(tag) for tag in header.split(",")}:
-        raise Problem(
-            412,
-            "The item has changed since you read it (If-Match does not match its ETag); fetch it again.",
-            type=PRECONDITION_FAILED,
-            headers={"ETag": etag(version)},
-        )
-
-
-def not_modified(version: int) -> Response | None:
-    """A 304 when ``If-None-Match`` already names this version."""
-    header = request.headers.get("If-None-Match")
-    if header is None or len(header) > 1000:
-        return None
-    current = etag(version)
-    tags = {tag.strip().removeprefix("W/") for tag in header.split(",")}
-    if current in tags or "*" in tags:
-        response = Response(status=304)
-        response.headers["ETag"] = current
-        return response
-    return None
-
-
-def item(body, version: int, status: int = 200, headers: dict | None = None):
-    """A single-item answer with its ETag."""
-    return body, status, {**(headers or {}), "ETag": etag(version)}
-
-
-def no_content() -> Response:
-    return Response(status=204)
+    @staticmethod
+    def read(run) -> Response:
+        open_session(write=False)
+        try:
+            return run()
+        except DBAPIError as error:
+            if not error.connection_invalidated:
+                raise
+            # The pool handed out a connection the server ended a moment
+            # before (a restart, pg_terminate_backend) and SQLAlchemy has
+            # invalidated the pool: a read runs again, once, on a fresh one.
+            discard_session()
+            open_session(write=False)
+            return run()

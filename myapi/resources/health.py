@@ -6,10 +6,9 @@ from flask_restful import fields
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
-from .. import __version__
-from ..common.errors import UNAVAILABLE, Problem
-from ..common.fields import marshal
-from ..common.openapi import documented
+from .. import __version__, problems
+from ..common.contract import documented, marshal_with
+from ..common.errors import Problem
 from ..common.representations import JSON
 from ..common.resource import Resource
 from ..db import get_session
@@ -20,16 +19,12 @@ health_fields = {"status": fields.String, "database": fields.String, "version": 
 class Health(Resource):
     media_types = (JSON,)
 
-    @documented(fields=health_fields, summary="Is the process up and does the database answer?")
+    @documented(summary="Is the process up and does the database answer?")
+    @marshal_with(health_fields)
     def get(self):
         try:
             get_session().execute(text("SELECT 1"))
         except SQLAlchemyError:
-            raise Problem(
-                503,
-                "The database is not answering.",
-                type=UNAVAILABLE,
-                headers={"Retry-After": "5"},
-                extra={"database": "unavailable", "version": __version__},
-            ) from None
-        return marshal({"status": "ok", "database": "ok", "version": __version__}, health_fields)
+            raise Problem.of(problems.UNAVAILABLE, "The database is not answering.", headers={"Retry-After": "5"},
+                             extra={"database": "unavailable", "version": __version__}) from None
+        return {"status": "ok", "database": "ok", "version": __version__}

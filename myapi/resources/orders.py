@@ -8,18 +8,15 @@ order, which restocks it; only an admin moves it to paid, shipped, completed.
 
 from __future__ import annotations
 
-import datetime as dt
-
 from ..common import inputs
-from ..common.auth import require_user
-from ..common.errors import Problem
-from ..common.fields import API_PREFIX, field_names, marshal, order_fields
-from ..common.openapi import documented
-from ..common.pagination import add_pagination_args, page_response
-from ..common.parsing import RequestParser, is_json_request
-from ..common.representations import CSV, JSON, NDJSON, marshalled, streamed
-from ..common.resource import Resource, check_if_match, item, not_modified
-from ..db import get_session, stream_session
+from ..common.auth import current_user
+from ..common.contract import documented, marshal_with, parses, requires
+from ..common.fields import API_PREFIX, order_fields
+from ..common.pagination import add_pagination_args
+from ..common.parsing import JSON_TYPES, RequestParser, conditional_parser
+from ..common.representations import CSV, JSON, NDJSON
+from ..common.resource import Resource
+from ..db import get_session
 from ..models import ORDER_STATUSES
 from ..services import orders as orders_service
 
@@ -31,7 +28,8 @@ filter_parser.add_argument("sort", type=inputs.sort_spec(orders_service.SORT_KEY
 
 list_parser = add_pagination_args(filter_parser.copy())
 
-place_parser = RequestParser(location="body")
+# JSON only: a form cannot express the items.
+place_parser = RequestParser(location="body", media_types=JSON_TYPES)
 place_parser.add_argument("items", type=inputs.order_items, required=True)
 place_parser.add_argument("shipping_address", type=inputs.text(500, 1, multiline=True), required=True)
 
@@ -43,66 +41,44 @@ def order_location(order) -> str:
     return f"{API_PREFIX}/orders/{order.id}"
 
 
-def parse_filters(parser, user) -> dict:
-    """The parsed filters; ``user_id`` is an admin's filter (a customer may name only themself)."""
-    args = dict(parser.parse_args())
-    if args.get("user_id") not in (None, user.id) and not user.is_admin:
-        raise Problem(403, "Only an admin may list another user's orders.",
-                      errors={"user_id": "Leave it out to list your own orders."})
-    return args
-
-
 class OrderList(Resource):
-    @documented(parser=list_parser, fields=order_fields, collection="page", auth="user", errors=(403,),
-                summary="List your orders (an admin: everyone's)")
-    def get(self):
-        user = require_user()
-        args = parse_filters(list_parser, user)
-        page = orders_service.list_orders(get_session(), user, **args)
-        return page_response(page, order_fields)
+    @documented(summary="List your orders (an admin: everyone's)", errors=(403,))
+    @marshal_with(order_fields, paged=True)
+    @parses(list_parser)
+    @requires("user")
+    def get(self, args):
+        return orders_service.list_orders(get_session(), current_user(), **args)
 
-    @documented(parser=place_parser, fields=order_fields, status=201, etag=True, auth="user", errors=(409,),
-                body_media_types=(JSON,), summary="Place an order")
-    def post(self):
-        user = require_user()
-        if not is_json_request():
-            raise Problem(415, "Send the order as application/json (a form cannot express its items).",
-                          headers={"Accept-Post": "application/json"})
-        args = place_parser.parse_args()
-        order = orders_service.place_order(get_session(), user, args["items"], args["shipping_address"])
-        return item(marshal(order, order_fields), order.version, 201, {"Location": order_location(order)})
+    @documented(summary="Place an order", errors=(409,))
+    @marshal_with(order_fields, status=201, etag=True, location=order_location)
+    @parses(place_parser)
+    @requires("user")
+    def post(self, args):
+        return orders_service.place_order(get_session(), current_user(), args["items"], args.shipping_address)
 
 
 class Order(Resource):
-    @documented(fields=order_fields, etag=True, auth="user", summary="Read an order")
+    @documented(summary="Read an order")
+    @marshal_with(order_fields, etag=True)
+    @requires("user")
     def get(self, order_id: int):
-        order = orders_service.visible_order(get_session(), require_user(), order_id)
-        return not_modified(order.version) or item(marshal(order, order_fields), order.version)
+        return orders_service.visible_order(get_session(), current_user(), order_id)
 
-    @documented(parser=status_parser, fields=order_fields, etag=True, auth="user", errors=(403, 409),
-                summary="Change an order's status (cancel it; an admin: pay, ship, complete)")
-    def patch(self, order_id: int):
-        user = require_user()
-        args = status_parser.parse_args()
-        session = get_session()
-        order = orders_service.visible_order(session, user, order_id, for_update=True)
-        check_if_match(order.version)
-        orders_service.change_status(session, user, order, args["status"])
-        return item(marshal(order, order_fields), order.version)
+    @documented(summary="Change an order's status (cancel it; an admin: pay, ship, complete)", errors=(403, 409))
+    @marshal_with(order_fields, etag=True)
+    @parses(status_parser, conditional_parser)
+    @requires("user")
+    def patch(self, args, order_id: int):
+        return orders_service.change_status(get_session(), current_user(), order_id, args.status,
+                                            if_match=args.if_match)
 
 
 class OrderExport(Resource):
     media_types = (JSON, CSV, NDJSON)
 
-    @documented(parser=filter_parser, fields=order_fields, collection="stream", auth="user", errors=(403,),
-                summary="Export every matching order (streamed JSON, NDJSON or CSV)")
-    def get(self):
-        user = require_user()
-        args = parse_filters(filter_parser, user)
-        stmt = orders_service.filtered(user, **args)
-        filename = f"orders-{dt.date.today().isoformat()}"
-        def orders(session):  # 500 at a time, their items in one IN query per chunk
-            return session.scalars(stmt.execution_options(yield_per=500))
-
-        records = marshalled(stream_session(), orders, order_fields)
-        return streamed(records, field_names(order_fields), filename)
+    @documented(summary="Export every matching order (streamed JSON, NDJSON or CSV)", errors=(403,))
+    @marshal_with(order_fields, export=True)
+    @parses(filter_parser)
+    @requires("user")
+    def get(self, args):
+        return orders_service.export_orders(current_user(), **args)

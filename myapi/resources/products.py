@@ -7,28 +7,22 @@ appears in orders is never deleted (409): it is retired with
 
 from __future__ import annotations
 
-import datetime as dt
-import io
-
-from flask import g, request
 from flask_restful import fields
 
 from ..common import inputs
-from ..common.auth import require_admin
-from ..common.errors import VALIDATION, Problem, validation_problem
-from ..common.fields import API_PREFIX, field_names, marshal, product_fields
-from ..common.openapi import documented
-from ..common.pagination import add_pagination_args, page_response
-from ..common.parsing import RequestParser
-from ..common.representations import CSV, JSON, NDJSON, download, marshalled, streamed
-from ..common.resource import Resource, check_if_match, item, no_content, not_modified
-from ..db import get_session, stream_session
+from ..common.contract import documented, marshal_with, parses, requires
+from ..common.fields import API_PREFIX, product_fields
+from ..common.pagination import add_pagination_args
+from ..common.parsing import RequestParser, conditional_parser
+from ..common.representations import CSV, JSON, NDJSON
+from ..common.resource import Resource
+from ..db import get_session
 from ..services import catalog_io
 from ..services import products as products_service
 
 stock = inputs.int_range(0, 1_000_000_000)
 
-# The filters are shared with the export (resources/catalog.py).
+# The filters are shared by the list and the export.
 filter_parser = RequestParser(location="args")
 filter_parser.add_argument("category", type=inputs.category)
 filter_parser.add_argument("q", type=inputs.text(100))
@@ -64,65 +58,48 @@ def product_location(product) -> str:
     return f"{API_PREFIX}/products/{product.id}"
 
 
-def find_product(product_id: int):
-    product = products_service.get_product(get_session(), product_id)
-    if product is None:
-        raise Problem(404, f"No product {product_id}.")
-    return product
-
-
 class ProductList(Resource):
-    @documented(parser=list_parser, fields=product_fields, collection="page", summary="List products")
-    def get(self):
-        args = list_parser.parse_args()
-        page = products_service.list_products(get_session(), **args)
-        return page_response(page, product_fields)
+    @documented(summary="List products")
+    @marshal_with(product_fields, paged=True)
+    @parses(list_parser)
+    def get(self, args):
+        return products_service.list_products(get_session(), **args)
 
-    @documented(parser=create_parser, fields=product_fields, status=201, etag=True, auth="admin", errors=(409,),
-                summary="Create a product")
-    def post(self):
-        require_admin()
-        args = create_parser.parse_args()
-        session = get_session()
-        product = products_service.create_product(session, dict(args))
-        return item(marshal(product, product_fields), product.version, 201,
-                    {"Location": product_location(product)})
+    @documented(summary="Create a product", errors=(409,))
+    @marshal_with(product_fields, status=201, etag=True, location=product_location)
+    @parses(create_parser)
+    @requires("admin")
+    def post(self, args):
+        return products_service.create_product(get_session(), dict(args))
 
 
 class Product(Resource):
-    @documented(fields=product_fields, etag=True, summary="Read a product")
+    @documented(summary="Read a product")
+    @marshal_with(product_fields, etag=True)
     def get(self, product_id: int):
-        product = find_product(product_id)
-        return not_modified(product.version) or item(marshal(product, product_fields), product.version)
+        return products_service.get_product(get_session(), product_id)
 
-    @documented(parser=put_parser, fields=product_fields, etag=True, auth="admin", summary="Replace a product")
-    def put(self, product_id: int):
-        return self._update(product_id, put_parser)
+    @documented(summary="Replace a product", errors=(409,))
+    @marshal_with(product_fields, etag=True)
+    @parses(put_parser, conditional_parser)
+    @requires("admin")
+    def put(self, args, product_id: int):
+        if_match = args.pop("if_match")
+        return products_service.update_product(get_session(), product_id, args, if_match=if_match)
 
-    @documented(parser=patch_parser, fields=product_fields, etag=True, auth="admin",
-                summary="Change some of a product's fields")
-    def patch(self, product_id: int):
-        return self._update(product_id, patch_parser)
+    @documented(summary="Change some of a product's fields", errors=(409,))
+    @marshal_with(product_fields, etag=True)
+    @parses(patch_parser, conditional_parser)
+    @requires("admin")
+    def patch(self, args, product_id: int):
+        if_match = args.pop("if_match")
+        return products_service.update_product(get_session(), product_id, args, if_match=if_match)
 
-    @documented(status=204, etag=True, auth="admin",
-                summary="Delete a product that no order names (409 otherwise: retire it instead)")
-    def delete(self, product_id: int):
-        require_admin()
-        product = find_product(product_id)
-        check_if_match(product.version)
-        session = get_session()
-        products_service.delete_product(session, product)
-        return no_content()
-
-    @staticmethod
-    def _update(product_id: int, parser):
-        require_admin()
-        changes = dict(parser.parse_args())
-        product = find_product(product_id)
-        check_if_match(product.version)
-        session = get_session()
-        products_service.update_product(session, product, changes)
-        return item(marshal(product, product_fields), product.version)
+    @documented(summary="Delete a product that no order names (409 otherwise: retire it instead)", errors=(409,))
+    @parses(conditional_parser)
+    @requires("admin")
+    def delete(self, args, product_id: int):
+        products_service.delete_product(get_session(), product_id, if_match=args.if_match)
 
 
 # -- import and export -----------------------------------------------------------
@@ -145,64 +122,23 @@ IMPORT_RULES = {
 }
 
 
-def csv_upload() -> io.TextIOBase:
-    """The uploaded CSV as a text stream: a text/csv body or a multipart ``file``."""
-    if request.mimetype == "text/csv":
-        raw = request.stream
-    elif request.mimetype == "multipart/form-data":
-        upload = request.files.get("file")
-        if upload is None:
-            raise validation_problem({"file": "Attach the CSV file as the form field 'file'."})
-        raw = upload.stream
-    else:
-        raise Problem(415, "Send the CSV as a text/csv body or as the 'file' field of multipart/form-data.",
-                      headers={"Accept-Post": "text/csv, multipart/form-data"})
-    if isinstance(raw, io.RawIOBase):  # Werkzeug's LimitedStream
-        raw = io.BufferedReader(raw)
-    # utf-8-sig: a byte-order mark (Excel writes one) is dropped, not read as
-    # part of the first column's name.
-    return io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")
-
-
 class ProductImport(Resource):
     media_types = (JSON,)
     max_body_setting = "MAX_IMPORT_BYTES"
 
-    @documented(parser=import_parser, csv_upload=put_parser, fields=import_result_fields, auth="admin",
-                summary="Import products from CSV (all or nothing; upsert by sku)")
-    def post(self):
-        require_admin()
-        args = import_parser.parse_args()
-        lines = csv_upload()
-        session = get_session()
-        result = catalog_io.import_products(session, lines, IMPORT_RULES)
-        if result.error_count:
-            session.rollback()
-            raise Problem(
-                400,
-                f"{result.error_count} row error(s); nothing was imported."
-                + (f" The first {len(result.errors)} are listed." if result.error_count > len(result.errors) else ""),
-                title="Invalid rows",
-                type=VALIDATION,
-                errors=result.errors,
-                extra={"error_count": result.error_count},
-            )
-        if args.dry_run:
-            session.rollback()  # validated and counted; nothing is kept
-        return marshal({"created": result.created, "updated": result.updated, "rows": result.rows,
-                        "dry_run": args.dry_run}, import_result_fields)
+    @documented(summary="Import products from CSV (all or nothing; upsert by sku)")
+    @marshal_with(import_result_fields)
+    @parses(import_parser, csv_upload=put_parser)
+    @requires("admin")
+    def post(self, args):
+        return catalog_io.import_products(get_session(), args.upload, IMPORT_RULES, dry_run=args.dry_run)
 
 
 class ProductExport(Resource):
     media_types = (JSON, CSV, NDJSON)
 
-    @documented(parser=filter_parser, fields=product_fields, collection="stream",
-                summary="Export every matching product (streamed JSON, NDJSON or CSV)")
-    def get(self):
-        args = filter_parser.parse_args()
-        stmt = products_service.filtered_sorted(**args)
-        filename = f"products-{dt.date.today().isoformat()}"
-        if g.media_type == CSV:  # formatted by the database: no Python object per row
-            return download(catalog_io.export_csv(stream_session(), stmt, f"{API_PREFIX}/products/"), filename)
-        records = marshalled(stream_session(), lambda session: catalog_io.export_rows(session, stmt), product_fields)
-        return streamed(records, field_names(product_fields), filename)
+    @documented(summary="Export every matching product (streamed JSON, NDJSON or CSV)")
+    @marshal_with(product_fields, export=True)
+    @parses(filter_parser)
+    def get(self, args):
+        return products_service.export_products(link_prefix=f"{API_PREFIX}/products/", **args)

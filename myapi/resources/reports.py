@@ -7,11 +7,9 @@ import datetime as dt
 from flask_restful import fields
 
 from ..common import inputs
-from ..common.auth import require_admin
-from ..common.fields import Money, marshal
-from ..common.openapi import documented
+from ..common.contract import documented, marshal_with, parses, requires
+from ..common.fields import Money
 from ..common.parsing import RequestParser
-from ..common.representations import Collection
 from ..common.resource import Resource
 from ..db import get_session
 from ..services import reports as reports_service
@@ -46,32 +44,28 @@ monthly_revenue_fields = {
 }
 
 
-def report(rows: list[dict], row_fields: dict) -> Collection:
-    return Collection(data=[marshal(row, row_fields) for row in rows], columns=list(row_fields))
-
-
 class TopCustomers(Resource):
-    @documented(parser=top_customers_parser, fields=top_customer_fields, collection="data", auth="admin",
-                summary="The customers who spent most")
-    def get(self):
-        require_admin()
-        args = top_customers_parser.parse_args()
-        return report(reports_service.top_customers(get_session(), **args), top_customer_fields)
+    @documented(summary="The customers who spent most")
+    @marshal_with(top_customer_fields, envelope="data")
+    @parses(top_customers_parser)
+    @requires("admin")
+    def get(self, args):
+        return reports_service.top_customers(get_session(), **args)
 
 
 class RevenueByCategory(Resource):
-    @documented(parser=interval_parser, fields=category_revenue_fields, collection="data", auth="admin",
-                summary="Revenue and units sold per category")
-    def get(self):
-        require_admin()
-        args = interval_parser.parse_args()
-        return report(reports_service.revenue_by_category(get_session(), **args), category_revenue_fields)
+    @documented(summary="Revenue and units sold per category")
+    @marshal_with(category_revenue_fields, envelope="data")
+    @parses(interval_parser)
+    @requires("admin")
+    def get(self, args):
+        return reports_service.revenue_by_category(get_session(), **args)
 
 
 class MonthlyRevenue(Resource):
-    @documented(parser=year_parser, fields=monthly_revenue_fields, collection="data", auth="admin",
-                summary="Revenue of each month of a year, with a running total")
-    def get(self):
-        require_admin()
-        args = year_parser.parse_args()
-        return report(reports_service.monthly_revenue(get_session(), **args), monthly_revenue_fields)
+    @documented(summary="Revenue of each month of a year, with a running total")
+    @marshal_with(monthly_revenue_fields, envelope="data")
+    @parses(year_parser)
+    @requires("admin")
+    def get(self, args):
+        return reports_service.monthly_revenue(get_session(), **args)

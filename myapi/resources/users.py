@@ -8,13 +8,12 @@ or ``is_active`` (a customer who tries gets 403), list users, or deactivate one.
 from __future__ import annotations
 
 from ..common import inputs
-from ..common.auth import current_user, hash_password, require_admin, require_user
-from ..common.errors import Problem
-from ..common.fields import API_PREFIX, marshal, user_fields
-from ..common.openapi import documented
-from ..common.pagination import add_pagination_args, page_response
-from ..common.parsing import RequestParser
-from ..common.resource import Resource, check_if_match, item, no_content, not_modified
+from ..common.auth import current_user, hash_password
+from ..common.contract import documented, marshal_with, parses, requires
+from ..common.fields import API_PREFIX, user_fields
+from ..common.pagination import add_pagination_args
+from ..common.parsing import RequestParser, conditional_parser
+from ..common.resource import Resource
 from ..db import get_session
 from ..models import ROLES
 from ..services import users as users_service
@@ -42,104 +41,75 @@ put_parser.add_argument("is_active", type=inputs.boolean, store_missing=False)
 # PATCH: every field optional, and only the given ones change.
 patch_parser = put_parser.partial()
 
-ADMIN_ONLY_FIELDS = ("role", "is_active")
-
 
 def user_location(user) -> str:
     return f"{API_PREFIX}/users/{user.id}"
 
 
-def visible_user(user_id: int):
-    """The user if the caller may see it; 404 otherwise (no existence leak)."""
-    caller = require_user()
-    if caller.id == user_id:
-        return caller
-    user = users_service.get_user(get_session(), user_id) if caller.is_admin else None
-    if user is None:
-        raise Problem(404, f"No user {user_id}.")
-    return user
-
-
 class UserList(Resource):
-    @documented(parser=list_parser, fields=user_fields, collection="page", auth="admin", summary="List users")
-    def get(self):
-        require_admin()
-        args = list_parser.parse_args()
-        page = users_service.list_users(get_session(), **args)
-        return page_response(page, user_fields)
+    @documented(summary="List users")
+    @marshal_with(user_fields, paged=True)
+    @parses(list_parser)
+    @requires("admin")
+    def get(self, args):
+        return users_service.list_users(get_session(), **args)
 
-    @documented(parser=signup_parser, fields=user_fields, status=201, etag=True, auth="optional", errors=(409,),
-                summary="Sign up")
-    def post(self):
-        args = signup_parser.parse_args()
-        session = get_session()
-        user = users_service.create_user(
-            session,
-            username=args.username,
-            email=args.email,
-            password_hash=hash_password(args.password),
-            user_priority=args.user_priority,
-        )
-
-        return item(marshal(user, user_fields), user.version, 201, {"Location": user_location(user)})
+    @documented(summary="Sign up", errors=(409,))
+    @marshal_with(user_fields, status=201, etag=True, location=user_location)
+    @parses(signup_parser)
+    def post(self, args):
+        return users_service.create_user(get_session(), username=args.username, email=args.email,
+                                         password_hash=hash_password(args.password),
+                                         user_priority=args.user_priority)
 
 
 class User(Resource):
-    @documented(fields=user_fields, etag=True, auth="user", summary="Read a user (yourself, or anyone as an admin)")
+    """/users/<id>: a customer sees only themself (anyone else is 404); an admin anyone."""
+
+    @documented(summary="Read a user (yourself, or anyone as an admin)")
+    @marshal_with(user_fields, etag=True)
+    @requires("user")
     def get(self, user_id: int):
-        user = visible_user(user_id)
-        return not_modified(user.version) or item(marshal(user, user_fields), user.version)
+        return users_service.visible_user(get_session(), current_user(), user_id)
 
-    @documented(parser=put_parser, fields=user_fields, etag=True, auth="user", errors=(403, 409),
-                summary="Replace a user's editable fields")
-    def put(self, user_id: int):
-        return self._update(visible_user(user_id), put_parser)
+    @documented(summary="Replace a user's editable fields", errors=(403, 409))
+    @marshal_with(user_fields, etag=True)
+    @parses(put_parser, conditional_parser)
+    @requires("user")
+    def put(self, args, user_id: int):
+        return self.change(args, user_id)
 
-    @documented(parser=patch_parser, fields=user_fields, etag=True, auth="user", errors=(403, 409),
-                summary="Change some of a user's fields")
-    def patch(self, user_id: int):
-        return self._update(visible_user(user_id), patch_parser)
+    @documented(summary="Change some of a user's fields", errors=(403, 409))
+    @marshal_with(user_fields, etag=True)
+    @parses(patch_parser, conditional_parser)
+    @requires("user")
+    def patch(self, args, user_id: int):
+        return self.change(args, user_id)
 
-    @documented(status=204, etag=True, auth="admin", summary="Deactivate a user")
-    def delete(self, user_id: int):
-        require_admin()
-        user = visible_user(user_id)
-        if user.id == current_user().id:
-            raise Problem(409, "You cannot deactivate your own account.")
-        check_if_match(user.version)
-        session = get_session()
-        users_service.deactivate_user(session, user)
-        return no_content()
+    @documented(summary="Deactivate a user", errors=(409,))
+    @parses(conditional_parser)
+    @requires("admin")
+    def delete(self, args, user_id: int):
+        users_service.deactivate(get_session(), current_user(), user_id, if_match=args.if_match)
 
     @staticmethod
-    def _update(user, parser):
-        changes = dict(parser.parse_args())
-        caller = current_user()
-        forbidden = [name for name in ADMIN_ONLY_FIELDS if name in changes and not caller.is_admin]
-        if forbidden:
-            raise Problem(403, "Only an admin may change " + " or ".join(forbidden) + ".",
-                          errors={name: "Only an admin may change this field." for name in forbidden})
-        if caller.id == user.id and changes.get("is_active") is False:
-            raise Problem(409, "You cannot deactivate your own account.")
-        check_if_match(user.version)
-        if "password" in changes:
-            changes["password_hash"] = hash_password(changes.pop("password"))
-        session = get_session()
-        users_service.update_user(session, user, changes)
-        return item(marshal(user, user_fields), user.version)
+    def change(args, user_id: int):
+        if_match = args.pop("if_match")
+        return users_service.change_user(get_session(), current_user(), user_id, args, if_match=if_match,
+                                         hash_password=hash_password)
 
 
 class CurrentUser(User):
-    """/users/me: the signed-in user, whoever that is."""
+    """/users/me: the signed-in user, whoever that is (the contracts are User's)."""
 
     def get(self):
-        return super().get(require_user().id)
+        return super().get(current_user().id)
 
-    def put(self):
-        return super().put(require_user().id)
+    def put(self, args):
+        return super().put(args, current_user().id)
 
-    def patch(self):
-        return super().patch(require_user().id)
+    def patch(self, args):
+        return super().patch(args, current_user().id)
 
-    def delete(self):
-        return super().delete(require_user().id)
+    def delete(self, args):
+        return super().delete(args, current_user().id)

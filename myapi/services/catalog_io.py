@@ -31,7 +31,7 @@ from sqlalchemy import BigInteger, Select, String, case, cast, func, literal, se
 from sqlalchemy.orm import Session
 
 from ..models import Product, utcnow
-from .errors import ServiceError
+from .errors import Invalid
 
 BATCH_SIZE = 1000
 PG_BATCH_SIZE = 5_000  # COPY + one INSERT ... SELECT per batch: bigger batches, fewer statements
@@ -66,6 +66,7 @@ class ImportResult:
     updated: int = 0
     errors: list[dict] = field(default_factory=list)
     error_count: int = 0
+    dry_run: bool = False
 
     def add_error(self, row: int, column: str, message: str) -> None:
         self.error_count += 1
@@ -73,11 +74,23 @@ class ImportResult:
             self.errors.append({"row": row, "field": column, "message": message})
 
 
-class ImportRejected(ServiceError):
+class ImportRejected(Invalid):
     """The file is not an importable CSV (header problems, no rows...)."""
 
-    title = "Invalid request"
-    type = "urn:myapi:problem:validation-error"
+
+class InvalidRows(Invalid):
+    """Rows that break the rules: nothing was imported; ``errors`` lists them."""
+
+    title = "Invalid rows"
+
+    def __init__(self, result: ImportResult):
+        listed = len(result.errors)
+        super().__init__(
+            f"{result.error_count} row error(s); nothing was imported."
+            + (f" The first {listed} are listed." if result.error_count > listed else ""),
+            result.errors,
+            extra={"error_count": result.error_count},
+        )
 
 
 def _check_header(header: list[str] | None) -> list[str]:
@@ -309,12 +322,22 @@ def lock_imports(session: Session) -> None:
         session.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": IMPORT_LOCK_ID})
 
 
-def import_products(session: Session, lines: Iterable[str], rules: dict[str, Rule]) -> ImportResult:
+def import_products(session: Session, lines: Iterable[str], rules: dict[str, Rule], *,
+                    dry_run: bool = False) -> ImportResult:
     """Validate and upsert every row of a CSV stream, in the caller's transaction.
 
-    The caller commits only when ``result.error_count == 0`` and it is not a
-    dry run; otherwise it rolls back and nothing was written.
+    Any bad row raises InvalidRows (the request then rolls back: nothing
+    was written). A dry run does the whole import inside a savepoint and
+    rolls the savepoint back: validated and counted, nothing kept.
     """
+    if dry_run:
+        savepoint = session.begin_nested()
+        try:
+            result = import_products(session, lines, rules)
+        finally:
+            savepoint.rollback()
+        result.dry_run = True
+        return result
     reader = csv.reader(lines)
     try:
         columns = _check_header(next(reader, None))
@@ -338,7 +361,9 @@ def import_products(session: Session, lines: Iterable[str], rules: dict[str, Rul
         for batch in batches:
             if not result.error_count:
                 upsert(session, batch, result)
-    if result.rows == 0 and not result.error_count:
+    if result.error_count:
+        raise InvalidRows(result)
+    if result.rows == 0:
         raise ImportRejected("The file has a header but no product rows.")
     return result
 
@@ -400,41 +425,52 @@ def _csv_cells(dialect: str, link_prefix: str) -> list:
     ]
 
 
-def _copy_select(stmt: Select, link_prefix: str) -> Select:
+def _selected_cells(dialect: str, link_prefix: str, columns) -> list:
+    """The cells of ``columns`` (a subset of CSV_COLUMNS, in that order: a ``fields=`` selection)."""
+    unknown = set(columns) - set(CSV_COLUMNS)
+    if unknown:
+        raise ValueError(f"no CSV cell for {sorted(unknown)}")
+    return [cell for name, cell in zip(CSV_COLUMNS, _csv_cells(dialect, link_prefix), strict=True) if name in columns]
+
+
+def _copy_select(stmt: Select, link_prefix: str, columns=CSV_COLUMNS) -> Select:
     # NULLIF: COPY quotes an empty string (""); the csv module leaves it bare.
-    cells = _csv_cells("postgresql", link_prefix)
+    cells = _selected_cells("postgresql", link_prefix, columns)
     return stmt.with_only_columns(*(cell if text_column is None else func.nullif(cell, "")
                                     for cell, text_column in cells))
 
 
-def _csv_line_select(stmt: Select, link_prefix: str) -> Select:
+def _csv_line_select(stmt: Select, link_prefix: str, columns=CSV_COLUMNS) -> Select:
     def quoted(cell, text_column):
         # Tested on the stored text: the neutralising apostrophe never needs quoting,
         # and SQLite then evaluates the cell once, in whichever branch applies.
         return case((text_column.op("GLOB")(CSV_SPECIALS), '"' + func.replace(cell, '"', '""') + '"'), else_=cell)
 
     cells = [cell if text_column is None else quoted(cell, text_column)
-             for cell, text_column in _csv_cells("sqlite", link_prefix)]
+             for cell, text_column in _selected_cells("sqlite", link_prefix, columns)]
     line = cells[0]
     for cell in cells[1:]:
         line = line + "," + cell
     return stmt.with_only_columns(line + "\r\n")
 
 
-def export_csv(session: Session, stmt: Select, link_prefix: str, *, chunk: int = 64 * 1024) -> Iterator[bytes]:
+def export_csv(session: Session, stmt: Select, link_prefix: str, columns=CSV_COLUMNS, *,
+               chunk: int = 64 * 1024) -> Iterator[bytes]:
     """The CSV export of ``stmt``: the header, then the rows, ~``chunk`` bytes at a time.
 
-    ``link_prefix`` + id is each row's ``links.self``.
-    Closes ``session`` (a stream session) when it ends or the client goes away.
+    ``columns``: the output columns, a subset of CSV_COLUMNS in its order
+    (all of them, or a ``fields=`` selection). ``link_prefix`` + id is each
+    row's ``links.self``. Closes ``session`` (a stream session) when it ends
+    or the client goes away.
     """
-    header = ",".join(CSV_COLUMNS)
+    header = ",".join(columns)
     with session:
         if session.get_bind().dialect.name == "postgresql":
             yield (header + "\n").encode()
-            yield from _copy_out(session, _copy_select(stmt, link_prefix), chunk)
+            yield from _copy_out(session, _copy_select(stmt, link_prefix, columns), chunk)
         else:
             yield (header + "\r\n").encode()
-            yield from _lines(session, _csv_line_select(stmt, link_prefix), chunk)
+            yield from _lines(session, _csv_line_select(stmt, link_prefix, columns), chunk)
 
 
 def _driver_statement(session: Session, query: Select):

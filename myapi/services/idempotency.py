@@ -32,22 +32,21 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from .. import problems
 from ..models import IdempotencyKey, utcnow
-from .errors import Conflict, ServiceError
+from .errors import Conflict, DomainError
 
 TTL = dt.timedelta(hours=24)
 ABANDONED_AFTER = dt.timedelta(minutes=10)
 PRUNE_CHANCE = 0.01  # prune expired keys on about one claim in a hundred
 
 
-class KeyReused(ServiceError):
-    status = 422
-    title = "Unprocessable Content"
-    type = "urn:myapi:problem:idempotency-key-reused"
+class KeyReused(DomainError):
+    problem = problems.IDEMPOTENCY_KEY_REUSED
 
 
 class KeyInProgress(Conflict):
-    type = "urn:myapi:problem:idempotency-key-in-progress"
+    problem = problems.IDEMPOTENCY_KEY_IN_PROGRESS
 
 
 @dataclass

@@ -9,9 +9,8 @@ from ..models import IdempotencyKey, Token, utcnow
 
 
 def prune_expired(session: Session) -> dict[str, int]:
-    """Delete expired or revoked tokens and expired idempotency keys."""
+    """Delete expired or revoked tokens and expired idempotency keys (the caller commits)."""
     now = utcnow()
     tokens = session.execute(delete(Token).where(or_(Token.expires_at <= now, Token.revoked_at.is_not(None))))
     keys = session.execute(delete(IdempotencyKey).where(IdempotencyKey.expires_at <= now))
-    session.commit()
     return {"tokens": tokens.rowcount, "idempotency keys": keys.rowcount}

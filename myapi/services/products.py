@@ -10,8 +10,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from ..models import OrderItem, Product
-from .errors import Conflict
-from .query import Page, apply_sort, like_pattern, paginate
+from . import catalog_io
+from .errors import Conflict, NotFound
+from .query import Export, IfMatch, Page, apply_sort, check_version, like_pattern, paginate
 
 SORT_KEYS = {
     "id": Product.id,
@@ -60,8 +61,25 @@ def list_products(session: Session, *, page: int = 1, per_page: int = 20, **filt
     return paginate(session, filtered_sorted(**filters), page, per_page)
 
 
-def get_product(session: Session, product_id: int) -> Product | None:
-    return session.get(Product, product_id)
+def export_products(*, link_prefix: str, **filters) -> Export:
+    """Every matching product: rows for JSON and NDJSON, CSV formatted by the database.
+
+    ``link_prefix`` + id is a row's ``links.self`` in the CSV.
+    """
+    stmt = filtered_sorted(**filters)
+    return Export(
+        name=f"products-{dt.date.today().isoformat()}",
+        rows=lambda session: catalog_io.export_rows(session, stmt),
+        csv=lambda session, columns: catalog_io.export_csv(session, stmt, link_prefix, columns),
+    )
+
+
+def get_product(session: Session, product_id: int) -> Product:
+    """The product, or NotFound."""
+    product = session.get(Product, product_id)
+    if product is None:
+        raise NotFound(f"No product {product_id}.")
+    return product
 
 
 def _flush_unique_sku(session: Session, product: Product) -> None:
@@ -75,8 +93,7 @@ def _flush_unique_sku(session: Session, product: Product) -> None:
         raise Conflict("A product with this sku exists.", {"sku": "This sku is taken."})
     try:
         session.flush()
-    except IntegrityError:
-        session.rollback()
+    except IntegrityError:  # another request took the sku since the check; the request rolls back
         raise Conflict("A product with this sku exists.", {"sku": "This sku is taken."}) from None
 
 
@@ -87,23 +104,26 @@ def create_product(session: Session, values: dict) -> Product:
     return product
 
 
-def update_product(session: Session, product: Product, changes: dict) -> Product:
+def update_product(session: Session, product_id: int, changes: dict, *, if_match: IfMatch | None = None) -> Product:
+    product = get_product(session, product_id)
+    check_version(product.version, if_match)
     for name, value in changes.items():
         setattr(product, name, value)
     _flush_unique_sku(session, product)
     return product
 
 
-def delete_product(session: Session, product: Product) -> None:
+def delete_product(session: Session, product_id: int, *, if_match: IfMatch | None = None) -> None:
     """Delete a product no order mentions; otherwise it must be retired instead."""
+    product = get_product(session, product_id)
+    check_version(product.version, if_match)
     ordered = session.scalar(select(exists().where(OrderItem.product_id == product.id)))
     if ordered:
         raise _in_orders()
     session.delete(product)
     try:
         session.flush()
-    except IntegrityError:  # an order for it committed after our check
-        session.rollback()
+    except IntegrityError:  # an order for it committed after our check; the request rolls back
         raise _in_orders() from None
 
 

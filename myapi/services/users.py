@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from sqlalchemy import Select, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from ..models import Token, User, utcnow
-from .errors import Conflict
-from .query import Page, apply_sort, like_pattern, paginate
+from .errors import Conflict, NotFound, PermissionDenied
+from .query import IfMatch, Page, apply_sort, check_version, like_pattern, paginate
+
+#: Fields only an admin may change (a customer who tries gets 403).
+ADMIN_ONLY_FIELDS = ("role", "is_active")
 
 SORT_KEYS = {
     "id": User.id,
@@ -52,9 +57,9 @@ def _flush_unique(session: Session, user: User, username, email) -> None:
     if errors:
         raise Conflict("A user with these details exists.", errors)
     try:
-        session.flush()
+        with session.begin_nested():  # a savepoint: after a lost race the session can still ask why
+            session.flush()
     except IntegrityError:
-        session.rollback()
         errors = _duplicates(session, username, email, user.id) or {"username": "This username is taken."}
         raise Conflict("A user with these details exists.", errors) from None
 
@@ -70,6 +75,20 @@ def create_user(session: Session, *, username: str, email: str, password_hash: s
 
 def get_user(session: Session, user_id: int) -> User | None:
     return session.get(User, user_id)
+
+
+def visible_user(session: Session, caller: User, user_id: int) -> User:
+    """The user if ``caller`` may see it (themself; anyone, for an admin); NotFound otherwise.
+
+    NotFound rather than PermissionDenied: a customer learns nothing about
+    which other ids exist.
+    """
+    if caller.id == user_id:
+        return caller
+    user = get_user(session, user_id) if caller.is_admin else None
+    if user is None:
+        raise NotFound(f"No user {user_id}.")
+    return user
 
 
 def find_by_username(session: Session, username: str) -> User | None:
@@ -90,6 +109,28 @@ def list_users(session: Session, *, q: str | None = None, role: str | None = Non
     return paginate(session, stmt, page, per_page)
 
 
+def change_user(session: Session, caller: User, user_id: int, changes: dict, *,
+                if_match: IfMatch | None = None, hash_password: Callable[[str], str]) -> User:
+    """Apply validated ``changes`` to a user ``caller`` may see, if ``caller`` may make them.
+
+    Only an admin changes role or is_active (PermissionDenied, naming them);
+    nobody deactivates themself (Conflict); a stale If-Match changes nothing.
+    A new password is stored as ``hash_password(password)``.
+    """
+    user = visible_user(session, caller, user_id)
+    forbidden = [name for name in ADMIN_ONLY_FIELDS if name in changes and not caller.is_admin]
+    if forbidden:
+        raise PermissionDenied("Only an admin may change " + " or ".join(forbidden) + ".",
+                               {name: "Only an admin may change this field." for name in forbidden})
+    if caller.id == user.id and changes.get("is_active") is False:
+        raise Conflict("You cannot deactivate your own account.")
+    check_version(user.version, if_match)
+    changes = dict(changes)
+    if "password" in changes:
+        changes["password_hash"] = hash_password(changes.pop("password"))
+    return update_user(session, user, changes)
+
+
 def update_user(session: Session, user: User, changes: dict) -> User:
     """Apply ``changes`` (already validated and authorised) to ``user``."""
     for name, value in changes.items():
@@ -98,6 +139,17 @@ def update_user(session: Session, user: User, changes: dict) -> User:
     if changes.get("is_active") is False:
         revoke_tokens(session, user.id)
     return user
+
+
+def deactivate(session: Session, caller: User, user_id: int, *, if_match: IfMatch | None = None) -> None:
+    """An admin deactivates a user other than themself, keeping the row and its history."""
+    if not caller.is_admin:
+        raise PermissionDenied("Only an admin may do this.")
+    user = visible_user(session, caller, user_id)
+    if user.id == caller.id:
+        raise Conflict("You cannot deactivate your own account.")
+    check_version(user.version, if_match)
+    deactivate_user(session, user)
 
 
 def deactivate_user(session: Session, user: User) -> None:

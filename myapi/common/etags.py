@@ -1,0 +1,29 @@
+"""Entity tags: one per version of an item, representation and field selection.
+
+``"v7"`` is version 7 as JSON with every field; ``"v7-csv"`` the CSV body;
+``"v7-f1a2b3c4"`` a ``fields=`` selection of it. A write's ``If-Match``
+compares only the version (common/inputs.if_match): every tag of one
+version names the same stored state.
+"""
+
+from __future__ import annotations
+
+from flask import g
+
+from .media import CSV
+
+
+def entity_tag(version: int) -> str:
+    suffix = "-csv" if g.get("media_type") == CSV else ""
+    selection = g.get("field_selection")
+    if selection is not None:
+        suffix += "-" + selection.tag
+    return f'"v{version}{suffix}"'
+
+
+def matches_if_none_match(tag: str, header: str | None) -> bool:
+    """Whether ``If-None-Match`` already names ``tag`` (or ``*``): a read answers 304."""
+    if header is None or len(header) > 1000:
+        return False
+    tags = {candidate.strip().removeprefix("W/") for candidate in header.split(",")}
+    return tag in tags or "*" in tags

@@ -1,0 +1,401 @@
+"""The OpenAPI document, built from the routes and each method's contract.
+
+For each routed method the contract (common/contract.py) gives the parsers
+(query, header and body parameters), the output (field dict, envelope, page,
+export, status, ETag, Location), who may call it (``requires``) and the rest
+(``documented``); the Resource class gives the media types it negotiates.
+What those imply is added here once for all: the ``format`` and ``fields``
+parameters, ``Prefer`` on writes, pagination headers, conditional headers,
+Idempotency-Key, security, and the problem+json answers an operation can give.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from flask import Flask
+from flask_restful import fields as rfields
+from werkzeug.http import HTTP_STATUS_CODES
+
+from .. import inputs
+from ..contract import Contract, contract_of
+from ..fields import API_PREFIX, field_names, max_selection_length, selectable_names
+from ..media import CSV, FORMATS, JSON, NDJSON
+from ..parsing import GLOBAL_QUERY_ARGS
+from .components import components, error_response
+from .routes import Route, api_routes, path_parameters
+from .schemas import SchemaNames, argument_schema, body_schema, field_instance, fields_schema, parser_arguments
+
+WRITES = ("post", "put", "patch")
+SECURITY = {
+    "none": None,
+    "user": [{"bearerAuth": []}],
+    "admin": [{"bearerAuth": []}],
+    "password": [{"basicAuth": []}, {}],
+}
+
+
+@dataclass
+class Operation:
+    """One routed method, with what the document needs to know about it."""
+
+    route: Route
+    method: str
+    contract: Contract
+    path_params: list[dict]
+
+    @property
+    def resource(self) -> type:
+        return self.route.resource
+
+    @property
+    def media_types(self) -> tuple[str, ...]:
+        return tuple(getattr(self.resource, "media_types", (JSON,)))
+
+    @property
+    def output(self):
+        return self.contract.output
+
+    @property
+    def collection(self) -> str | None:
+        output = self.output
+        if output is None:
+            return None
+        if output.paged:
+            return "page"
+        if output.export:
+            return "stream"
+        return output.envelope
+
+    @property
+    def idempotent(self) -> bool:
+        return self.method == "post" and getattr(self.resource, "idempotent_post", False)
+
+    @property
+    def etag(self) -> bool:
+        return self.output is not None and self.output.etag
+
+    @property
+    def conditional(self) -> bool:
+        """The method reads If-Match (its parsers have the header)."""
+        return any(argument.type is inputs.if_match for argument in parser_arguments(self.contract.parsers,
+                                                                                        "headers"))
+
+    @property
+    def minimal(self) -> bool:
+        """``Prefer: return=minimal`` applies: a write with an answer body."""
+        return self.method in WRITES and self.output is not None and self.output.minimal
+
+
+def summary_of(op: Operation) -> str:
+    if op.contract.summary:
+        return op.contract.summary
+    doc = (getattr(op.resource, op.method).__doc__ or "").strip()
+    return doc.splitlines()[0] if doc else f"{op.method.upper()} {op.resource.__name__}"
+
+
+# -- parameters ---------------------------------------------------------------------------
+
+
+def format_parameter(media_types: tuple[str, ...]) -> dict | None:
+    names = [ext for ext, media in FORMATS.items() if media in media_types]
+    if not names:
+        return None
+    return {
+        "name": "format",
+        "in": "query",
+        "description": "The representation, overriding Accept (the first is the default).",
+        "schema": {"type": "string", "enum": sorted(names, key=lambda n: media_types.index(FORMATS[n]))},
+    }
+
+
+def fields_parameter(field_dict: dict) -> dict:
+    """``fields=``: a comma-separated list of the output's selectable names (DESIGN §8.1)."""
+    names = selectable_names(field_dict)
+    one = "(?:" + "|".join(re.escape(name) for name in names) + ")"
+    return {
+        "name": "fields",
+        "in": "query",
+        "description": "Only these output fields, in every representation: comma-separated names of "
+                       "fields, of nested groups (`links`) or of their members (`links.self`). Choose from: "
+                       + ", ".join(names) + ".",
+        "schema": {"type": "string", "pattern": f"^{one}(?:,{one})*$", "maxLength": max_selection_length(field_dict)},
+        "style": "form",
+        "explode": False,
+    }
+
+
+def _argument_parameter(argument, where: str) -> dict:
+    parameter = {"name": argument.name, "in": where, "schema": argument_schema(argument)}
+    if argument.required:
+        parameter["required"] = True
+    if where == "query" and argument.action == "append":
+        parameter.update(style="form", explode=True)
+    return parameter
+
+
+def parameters_of(op: Operation) -> list[dict]:
+    parameters: list[dict] = list(copy.deepcopy(op.path_params))
+    parameters += [_argument_parameter(a, "query") for a in parser_arguments(op.contract.parsers, "args")]
+    declared = {p["name"] for p in parameters if p["in"] == "query"}
+    if op.contract.produces is None and "format" not in declared and "format" in GLOBAL_QUERY_ARGS:
+        fmt = format_parameter(op.media_types)
+        if fmt is not None:
+            parameters.append(fmt)
+    if op.output is not None and "fields" not in declared:
+        parameters.append(fields_parameter(op.output.fields))
+    parameters += [_argument_parameter(a, "header") for a in parser_arguments(op.contract.parsers, "headers")]
+    if op.etag and op.method == "get":
+        parameters.append({"$ref": "#/components/parameters/IfNoneMatch"})
+    if op.minimal:
+        parameters.append({"$ref": "#/components/parameters/Prefer"})
+    if op.idempotent:
+        parameters.append({"$ref": "#/components/parameters/IdempotencyKey"})
+    return parameters
+
+
+# -- the request body ----------------------------------------------------------------------
+
+
+def csv_upload_body(columns_parser) -> dict:
+    columns = columns_parser.args
+    required = [a.name for a in columns if a.required]
+    optional = [a.name for a in columns if not a.required]
+    description = (
+        "A CSV file with a header row, as the body (text/csv) or as the multipart field `file`. "
+        f"Required columns: {', '.join(required)}; optional: {', '.join(optional)}. Each row is "
+        "checked with the rules of the matching field of PUT /products/{product_id}."
+    )
+    upload = {"type": "string", "contentMediaType": CSV}
+    return {
+        "required": True,
+        "description": description,
+        "content": {
+            CSV: {"schema": upload},
+            "multipart/form-data": {"schema": {"type": "object", "required": ["file"],
+                                               "properties": {"file": upload}}},
+        },
+    }
+
+
+def request_body(contract: Contract, names: SchemaNames) -> dict | None:
+    if contract.csv_upload is not None:
+        return csv_upload_body(contract.csv_upload)
+    arguments = parser_arguments(contract.parsers, "body")
+    files = parser_arguments(contract.parsers, "files")
+    if not arguments and not files:
+        return None
+    body_parsers = [p for p in contract.parsers if any(a.location in ("body", "files") for a in p.args)]
+    strict = all(getattr(parser, "strict", False) for parser in body_parsers)
+    schema = body_schema(arguments, strict, files=files)
+    name = names.name_of(body_parsers[0]) if len(body_parsers) == 1 else None
+    if name is not None:
+        schema = names.add(name, schema)
+    media_types = ("multipart/form-data",) if files else body_parsers[0].media_types
+    required = any(a.required for a in arguments + files)
+    return {"required": required, "content": {media: {"schema": copy.deepcopy(schema)} for media in media_types}}
+
+
+# -- answers -------------------------------------------------------------------------------
+
+
+def json_schema_of(op: Operation, names: SchemaNames) -> dict:
+    item = fields_schema(op.output.fields, names)
+    collection = op.collection
+    if collection == "page":
+        return {
+            "type": "object",
+            "required": ["data", "pagination"],
+            "properties": {"data": {"type": "array", "items": item},
+                           "pagination": {"$ref": "#/components/schemas/Pagination"}},
+            "additionalProperties": False,
+        }
+    if collection == "stream":
+        return {"type": "array", "items": item}
+    if collection is not None:  # a list in an envelope (reports)
+        return {"type": "object", "required": [collection],
+                "properties": {collection: {"type": "array", "items": item}}, "additionalProperties": False}
+    return item
+
+
+def success_content(op: Operation, names: SchemaNames) -> dict:
+    if op.contract.produces is not None:
+        return copy.deepcopy(op.contract.produces)
+    content = {}
+    for media_type in op.media_types:
+        if media_type == JSON:
+            content[JSON] = {"schema": json_schema_of(op, names)}
+        elif media_type in (CSV, NDJSON):
+            # Text, not JSON: validators have nothing to parse (the columns are in the description).
+            content[media_type] = {"schema": {"type": "string"}}
+        else:
+            content[media_type] = {}
+    return content
+
+
+def success_description(op: Operation) -> str:
+    parts = [HTTP_STATUS_CODES.get(op.contract.status, "Success") + "."]
+    output = op.output
+    if output is not None and CSV in op.media_types:
+        rows = "one row per order line" if any(
+            isinstance(field_instance(f), rfields.List) for f in output.fields.values()) else "one row per item"
+        parts.append(f"CSV ({rows}) columns: {', '.join(field_names(output.fields))}.")
+    if op.collection == "stream" and NDJSON in op.media_types:
+        parts.append("NDJSON: one JSON object per line.")
+    if op.minimal and op.contract.status == 201:
+        parts.append("With Prefer: return=minimal, no body.")
+    return " ".join(parts)
+
+
+def success_headers(op: Operation) -> dict:
+    names = []
+    if op.etag:
+        names.append("ETag")
+    if op.output is not None and op.output.location is not None:
+        names.append("Location")
+    if op.collection == "page":
+        names += ["X-Total-Count", "Link"]
+    if op.collection == "stream":
+        names.append("Content-Disposition")
+    if op.minimal:
+        names.append("Preference-Applied")
+    if op.idempotent:
+        names.append("Idempotent-Replayed")
+    return {name: {"$ref": f"#/components/headers/{name}"} for name in names}
+
+
+def error_statuses(app: Flask, op: Operation, has_body: bool) -> list[int]:
+    contract = op.contract
+    errors = set(contract.errors) | {406, 503}
+    if contract.parsers or has_body or op.idempotent or op.output is not None:
+        errors.add(400)  # fields= is checked on every answer with fields
+    if contract.auth not in ("none",):
+        errors.add(401)
+    if contract.auth == "admin":
+        errors.add(403)
+    if op.path_params:
+        errors.add(404)
+    if op.conditional:
+        errors |= {409, 412}
+    if op.idempotent:
+        errors |= {409, 422}
+    if has_body:
+        errors |= {413, 415}
+    if rate_limited(app, op.route.endpoint):
+        errors.add(429)
+    return sorted(errors)
+
+
+def responses_of(app: Flask, op: Operation, names: SchemaNames, has_body: bool) -> dict:
+    status = op.contract.status
+    success: dict[str, Any] = {"description": success_description(op)}
+    if status != 204:
+        success["content"] = success_content(op, names)
+    headers = success_headers(op)
+    if headers:
+        success["headers"] = headers
+    responses: dict[str, Any] = {str(status): success}
+    if op.minimal and status == 200:
+        responses["204"] = {"description": "No Content: the change was made (Prefer: return=minimal).",
+                            "headers": {name: headers[name] for name in ("ETag", "Preference-Applied")
+                                        if name in headers}}
+    if op.etag and op.method == "get":
+        responses["304"] = {"description": "Not Modified: If-None-Match names the current ETag.",
+                            "headers": {"ETag": {"$ref": "#/components/headers/ETag"}}}
+    for error in error_statuses(app, op, has_body):
+        responses[str(error)] = error_response(error)
+    return responses
+
+
+def rate_limited(app: Flask, endpoint: str) -> bool:
+    """Whether the route counts against the default rate limit (not ``limiter.exempt``)."""
+    from flask_limiter import ExemptionScope
+
+    from ..ratelimit import EXTENSION as LIMITER
+
+    limiter = app.extensions.get(LIMITER)
+    try:
+        scope = limiter.limit_manager.exemption_scope(app, endpoint, None)
+    except Exception:  # another flask-limiter: document the limit
+        return True
+    return not (scope & ExemptionScope.DEFAULT)
+
+
+# -- the document -------------------------------------------------------------------------
+
+
+class Builder:
+    def __init__(self, app: Flask):
+        self.app = app
+        modules = ["myapi.common.fields"] + sorted({r.resource.__module__ for r in api_routes(app)})
+        self.names = SchemaNames(modules)
+
+    def operation(self, op: Operation) -> dict | None:
+        if op.contract.hidden:
+            return None
+        operation: dict[str, Any] = {
+            "operationId": op.method + op.resource.__name__,
+            "summary": summary_of(op),
+            "tags": [op.resource.__module__.rsplit(".", 1)[-1]],
+        }
+        if op.contract.description:
+            operation["description"] = op.contract.description
+        parameters = parameters_of(op)
+        if parameters:
+            operation["parameters"] = parameters
+        body = request_body(op.contract, self.names)
+        if body is not None:
+            operation["requestBody"] = body
+        security = SECURITY[op.contract.auth]
+        if security is not None:
+            operation["security"] = security
+        operation["responses"] = responses_of(self.app, op, self.names, body is not None)
+        return operation
+
+    def paths(self) -> dict[str, dict]:
+        paths: dict[str, dict] = {}
+        for route in api_routes(self.app):
+            if not route.rule.rule.startswith(API_PREFIX):
+                continue
+            path, path_params = path_parameters(route.rule)
+            for method in route.methods:
+                contract = contract_of(route.resource, method) or Contract(
+                    summary=f"{method.upper()} {route.resource.__name__} (undocumented)")
+                operation = self.operation(Operation(route, method, contract, path_params))
+                if operation is not None:
+                    paths.setdefault(path, {})[method] = operation
+        return paths
+
+    def document(self) -> dict:
+        from ... import __version__
+
+        paths = self.paths()
+        comps = components()
+        comps["schemas"].update(self.names.schemas)
+        tags = sorted({op["tags"][0] for item in paths.values() for op in item.values()})
+        return {
+            "openapi": "3.1.0",
+            "info": {
+                "title": "myapi",
+                "version": __version__,
+                "summary": "A store back end: users and sign-in, a product catalogue, orders, sales reports.",
+                "description": DESCRIPTION,
+            },
+            "servers": [{"url": API_PREFIX}],
+            "tags": [{"name": tag} for tag in tags],
+            "paths": paths,
+            "components": comps,
+        }
+
+
+DESCRIPTION = (
+    "Every error is application/problem+json. Lists take page, per_page and sort and answer "
+    "{data, pagination} with X-Total-Count and Link headers. Every resource answers JSON or "
+    "CSV (Accept, or ?format=); exports also NDJSON. `fields=` selects output fields everywhere; "
+    "`Prefer: return=minimal` makes a write answer without a body. Items carry an ETag "
+    "(If-None-Match on reads, If-Match on writes). Send Idempotency-Key on a POST to make a retry "
+    "safe. Unknown body fields and unknown query parameters are 400."
+)

@@ -1,0 +1,154 @@
+"""The document's shared components: the problem shape, pagination, headers, parameters, errors.
+
+Constant text about the API's conventions; the problem types come from the
+one catalogue (myapi/problems.py).
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from ... import problems
+from .. import inputs
+from ..media import PROBLEM
+
+PROBLEM_SCHEMA = {
+    "type": "object",
+    "description": "An error, as RFC 9457 problem details (application/problem+json).",
+    "required": ["type", "title", "status"],
+    "properties": {
+        "type": {
+            "type": "string",
+            "format": "uri-reference",
+            "description": "about:blank for plain HTTP errors, otherwise one of: " + "; ".join(
+                f"`{kind.uri}` ({kind.status}: {kind.description})" for kind in problems.CATALOGUE.values()),
+            "examples": [problems.VALIDATION.uri],
+        },
+        "title": {"type": "string"},
+        "status": {"type": "integer", "minimum": 400, "maximum": 599},
+        "detail": {"type": "string"},
+        "errors": {
+            "description": "Every invalid field with its message ({field: message}), or a list of "
+                           "problems (rows of an import, short lines of an order).",
+            "anyOf": [
+                {"type": "object", "additionalProperties": {"type": "string"}},
+                {"type": "array", "items": {"type": "object"}},
+            ],
+        },
+        "request_id": {"type": "string", "description": "Quote it when you report a problem."},
+    },
+    "additionalProperties": True,
+}
+
+PAGINATION_SCHEMA = {
+    "type": "object",
+    "required": ["page", "per_page", "total_items", "total_pages"],
+    "properties": {
+        "page": {"type": "integer", "minimum": 1},
+        "per_page": {"type": "integer", "minimum": 1, "maximum": 100},
+        "total_items": {"type": "integer", "minimum": 0},
+        "total_pages": {"type": "integer", "minimum": 0},
+    },
+    "additionalProperties": False,
+}
+
+HEADERS = {
+    "ETag": {
+        "description": 'The strong validator of this representation: "v<version>" for JSON, '
+                       '"v<version>-csv" for CSV, with a suffix naming a `fields=` selection.',
+        "schema": {"type": "string", "examples": ['"v3"']},
+    },
+    "Location": {"description": "The path of the created resource.",
+                 "schema": {"type": "string", "format": "uri-reference"}},
+    "Link": {"description": "RFC 8288 links to the first, prev, next and last pages.",
+             "schema": {"type": "string"}},
+    "X-Total-Count": {"description": "The number of items on all pages.",
+                      "schema": {"type": "integer", "minimum": 0}},
+    "Content-Disposition": {"description": 'attachment; filename="<name>-<date>.<json|ndjson|csv>"',
+                            "schema": {"type": "string"}},
+    "Idempotent-Replayed": {"description": "true when this is the stored answer to an earlier request "
+                                           "with the same Idempotency-Key.",
+                            "schema": {"type": "string", "enum": ["true"]}},
+    "Preference-Applied": {"description": "return=minimal when the answer honours Prefer: return=minimal "
+                                          "(no body).",
+                           "schema": {"type": "string", "enum": ["return=minimal"]}},
+    "WWW-Authenticate": {"description": "The scheme to authenticate with.", "schema": {"type": "string"}},
+    "Retry-After": {"description": "Seconds to wait before retrying.", "schema": {"type": "integer"}},
+    "Accept-Post": {"description": "The media types this operation accepts.", "schema": {"type": "string"}},
+}
+
+PARAMETERS = {
+    "IfNoneMatch": {
+        "name": "If-None-Match",
+        "in": "header",
+        "description": "304 Not Modified when the item's ETag is one of these.",
+        "schema": {"type": "string", "maxLength": 1000},
+    },
+    "IdempotencyKey": {
+        "name": "Idempotency-Key",
+        "in": "header",
+        "description": "Makes a retry of this POST safe: the same key and request replay the first answer "
+                       "(Idempotent-Replayed: true), the same key with another request is 422. "
+                       "Kept 24 hours per caller.",
+        "schema": inputs.idempotency_key.schema,
+    },
+    "Prefer": {
+        "name": "Prefer",
+        "in": "header",
+        "description": "return=minimal: the write happens, the answer has no body (201 or 204) but keeps "
+                       "Location and ETag, and says Preference-Applied: return=minimal. "
+                       "return=representation (the default) answers the item.",
+        "schema": {"type": "string", "enum": ["return=representation", "return=minimal"]},
+    },
+}
+
+ERROR_RESPONSES = {
+    400: ("BadRequest", "The request is malformed or has invalid, missing or unknown fields (all listed in "
+                        "`errors`)."),
+    401: ("Unauthorized", "No valid credentials: sign in and send 'Authorization: Bearer <token>'."),
+    403: ("Forbidden", "Signed in, but not allowed to do this."),
+    404: ("NotFound", "No such resource (or not one the caller may see)."),
+    406: ("NotAcceptable", "`format` or `Accept` names a media type this resource cannot produce."),
+    409: ("Conflict", "The request conflicts with the current state: a duplicate, insufficient stock, an "
+                      "illegal transition, a concurrent update or a duplicate request still running."),
+    412: ("PreconditionFailed", "If-Match does not match the item's current ETag."),
+    413: ("ContentTooLarge", "The body is larger than the limit."),
+    415: ("UnsupportedMediaType", "The body's Content-Type is not one this operation accepts."),
+    422: ("UnprocessableContent", "The Idempotency-Key was used before with another request."),
+    429: ("TooManyRequests", "Rate limit reached: retry after Retry-After seconds."),
+    503: ("ServiceUnavailable", "The database is not answering: retry after Retry-After seconds."),
+}
+ERROR_STATUSES = tuple(ERROR_RESPONSES)
+ERROR_HEADERS = {401: "WWW-Authenticate", 412: "ETag", 415: "Accept-Post", 429: "Retry-After",
+                 503: "Retry-After"}
+
+SECURITY_SCHEMES = {
+    "bearerAuth": {"type": "http", "scheme": "bearer",
+                   "description": "A token from POST /tokens: 'Authorization: Bearer <token>'."},
+    "basicAuth": {"type": "http", "scheme": "basic", "description": "Username and password, to sign in."},
+}
+
+
+def error_response(status: int) -> dict:
+    return {"$ref": f"#/components/responses/{ERROR_RESPONSES[status][0]}"}
+
+
+def components() -> dict:
+    responses = {}
+    for status, (name, description) in ERROR_RESPONSES.items():
+        response: dict[str, Any] = {
+            "description": description,
+            "content": {PROBLEM: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+        }
+        if status in ERROR_HEADERS:
+            header = ERROR_HEADERS[status]
+            response["headers"] = {header: {"$ref": f"#/components/headers/{header}"}}
+        responses[name] = response
+    return {
+        "schemas": {"Problem": copy.deepcopy(PROBLEM_SCHEMA), "Pagination": copy.deepcopy(PAGINATION_SCHEMA)},
+        "responses": responses,
+        "parameters": copy.deepcopy(PARAMETERS),
+        "headers": copy.deepcopy(HEADERS),
+        "securitySchemes": copy.deepcopy(SECURITY_SCHEMES),
+    }

@@ -1,0 +1,64 @@
+"""The catalogue of problem types: every error answer's ``type``, status and title.
+
+One list, read by everything that names an error: the services' domain
+errors (services/errors.py), the HTTP layer (common/errors.py), the OpenAPI
+document (the Problem schema lists the types) and the Python client, which
+turns a ``type`` into its exception class. Plain Python, no dependencies, so
+``myapi.client`` can import it without Flask.
+
+Generic HTTP errors (404 for a missing item, 405, 406...) use ``about:blank``
+as RFC 9457 advises; the types below are the ones a client may want to tell
+apart.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+URN_PREFIX = "urn:myapi:problem:"
+BLANK = "about:blank"
+
+
+@dataclass(frozen=True)
+class ProblemType:
+    """One kind of error answer: its URN (or about:blank), HTTP status and title."""
+
+    uri: str
+    status: int
+    title: str
+    description: str = ""
+
+
+def _type(slug: str, status: int, title: str, description: str) -> ProblemType:
+    return ProblemType(URN_PREFIX + slug, status, title, description)
+
+
+VALIDATION = _type("validation-error", 400, "Invalid request",
+                   "A field, parameter or row is invalid; `errors` names each one.")
+CONFLICT = _type("conflict", 409, "Conflict",
+                 "The request conflicts with the data: a taken username, email or sku, an illegal "
+                 "transition, a product that orders name.")
+INSUFFICIENT_STOCK = _type("insufficient-stock", 409, "Conflict",
+                           "Not enough stock for some order lines; `errors` has requested and available.")
+CONCURRENT_UPDATE = _type("concurrent-update", 409, "Concurrent update",
+                          "Another request changed the item while this one ran; read it and try again.")
+PRECONDITION_FAILED = _type("precondition-failed", 412, "Precondition Failed",
+                            "If-Match names another version of the item; the answer's ETag is the current one.")
+IDEMPOTENCY_KEY_REUSED = _type("idempotency-key-reused", 422, "Unprocessable Content",
+                               "The Idempotency-Key was used before with another request.")
+IDEMPOTENCY_KEY_IN_PROGRESS = _type("idempotency-key-in-progress", 409, "Conflict",
+                                    "A request with this Idempotency-Key is still running; retry shortly.")
+UNAVAILABLE = _type("service-unavailable", 503, "Service Unavailable",
+                    "The database is not answering; retry after Retry-After seconds.")
+
+# The generic ones, for domain errors that are plain HTTP statuses.
+BAD_REQUEST = ProblemType(BLANK, 400, "Bad Request")
+FORBIDDEN = ProblemType(BLANK, 403, "Forbidden")
+NOT_FOUND = ProblemType(BLANK, 404, "Not Found")
+
+#: Every typed problem (about:blank excluded), by URI.
+CATALOGUE: dict[str, ProblemType] = {
+    kind.uri: kind
+    for kind in (VALIDATION, CONFLICT, INSUFFICIENT_STOCK, CONCURRENT_UPDATE, PRECONDITION_FAILED,
+                 IDEMPOTENCY_KEY_REUSED, IDEMPOTENCY_KEY_IN_PROGRESS, UNAVAILABLE)
+}
