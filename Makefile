@@ -9,7 +9,7 @@ PG_SERVER_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/postgres
 PG_TEST_DB ?= myapi_test
 PYTEST_ARGS ?=
 
-.PHONY: install run test test-pg lint fuzz clean
+.PHONY: install run test test-pg lint fuzz clean browser
 
 $(STAMP): setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -24,26 +24,35 @@ run: install
 	$(BIN)/myapi db seed --demo
 	$(BIN)/myapi serve --bind 127.0.0.1:5000
 
-test: install
+test: install browser
 	$(BIN)/pytest $(PYTEST_ARGS)
-	@$(BIN)/python tests/pgdb.py check "$(PG_SERVER_URL)" \
+	@$(BIN)/python tools/pgdb.py check "$(PG_SERVER_URL)" \
 		&& echo "note: this was the SQLite run; 'make test-pg' runs the suite on PostgreSQL too" \
 		|| echo "note: PostgreSQL run NOT done (no server at $(PG_SERVER_URL)); SQLite run only"
 
 # The same suite on a fresh PostgreSQL database (fails when the server is unreachable).
-test-pg: install
-	$(BIN)/python tests/pgdb.py recreate "$(PG_SERVER_URL)" $(PG_TEST_DB)
-	MYAPI_TEST_DATABASE_URL="$$($(BIN)/python tests/pgdb.py url "$(PG_SERVER_URL)" $(PG_TEST_DB))" \
+test-pg: install browser
+	$(BIN)/python tools/pgdb.py recreate "$(PG_SERVER_URL)" $(PG_TEST_DB)
+	MYAPI_TEST_DATABASE_URL="$$($(BIN)/python tools/pgdb.py url "$(PG_SERVER_URL)" $(PG_TEST_DB))" \
 		$(BIN)/pytest $(PYTEST_ARGS)
 
-lint: install
-	$(BIN)/ruff check myapi tests migrations setup.py
+# Debian's Chromium for tests/test_docs_browser.py, which drives /usr/bin/chromium with
+# Playwright (never Playwright's own browser download, which cannot work offline).
+# apt-get runs only when chromium is missing; without it the test is skipped (failed on CI).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 \
+		&& (DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null 2>&1 \
+			|| (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)) ; } \
+		|| echo "chromium is not installed (apt-get install -y chromium); tests/test_docs_browser.py will be skipped (and fail on CI)"
 
-# The fuzzing gate (tests/fuzz.py): schemathesis against a live `myapi serve` on a
+lint: install
+	$(BIN)/ruff check myapi tests tools migrations setup.py
+
+# The fuzzing gate (tools/fuzz.py): schemathesis against a live `myapi serve` on a
 # fresh demo database, from the served /api/v1/openapi.json, anonymous, as a
 # customer and as an admin; any failure fails. FUZZ_MAX_EXAMPLES, FUZZ_SEED tune it.
 fuzz: install
-	$(BIN)/python tests/fuzz.py
+	$(BIN)/python tools/fuzz.py
 
 clean:
 	rm -rf $(VENV) instance .pytest_cache .ruff_cache .tox build dist *.egg-info

@@ -43,6 +43,8 @@ setup(
             "ruff>=0.6",
             "openapi-spec-validator>=0.7",
             "schemathesis>=4",
+            # tests/test_docs_browser.py: drives Debian's /usr/bin/chromium (`make browser`), no browser download
+            "playwright>=1.55,<2",
         ],
     },
     entry_points={"console_scripts": ["myapi=myapi.cli:main"]},

@@ -34,23 +34,22 @@ import platform
 import random
 import shlex
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import requests
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # tools/ (run as a script: python benchmarks/catalog_io.py)
+from tools.servers import ServerProcess, children, free_port  # noqa: E402
+
 OUT_DIR = ROOT / "benchmarks" / "out"
 MYAPI = ROOT / ".venv" / "bin" / "myapi"
-PS = shutil.which("ps") or "/bin/ps"
 API = "/api/v1"
 
 PG_SERVER_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
@@ -142,15 +141,9 @@ def count_products(url: str) -> int:
 # -- the server -----------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@contextmanager
 def server(url: str, port: int, workers: int, log_path: Path, timeout: int | None = None,
-           threads: int | None = None):
+           threads: int | None = None) -> ServerProcess:
+    """``myapi serve`` on ``url`` (tools/servers.py), not started yet; use it as a context manager."""
     env = {
         **os.environ,
         "MYAPI_DATABASE_URL": url,
@@ -163,46 +156,11 @@ def server(url: str, port: int, workers: int, log_path: Path, timeout: int | Non
         command += ["--timeout", str(timeout)]
     if threads is not None:
         command += ["--threads", str(threads)]
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT,  # noqa: S603 - fixed argv
-                                   start_new_session=True, cwd=ROOT)
-    try:
-        wait_healthy(f"http://127.0.0.1:{port}{API}/health", process, workers, log_path)
-        yield process
-    finally:
-        stop(process)
-
-
-def wait_healthy(url: str, process: subprocess.Popen, workers: int, log_path: Path, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"the server exited ({process.returncode}):\n{log_path.read_text()[-3000:]}")
-        try:
-            if requests.get(url, timeout=2).status_code == 200 and len(worker_pids(process.pid)) >= workers:
-                return
-        except requests.RequestException:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError(f"the server did not answer {url} within {timeout}s:\n{log_path.read_text()[-3000:]}")
-
-
-def stop(process: subprocess.Popen) -> None:
-    """SIGTERM the gunicorn master (it stops its workers), SIGKILL the group if it lingers."""
-    if process.poll() is not None:
-        return
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=10)
+    return ServerProcess(command, port=port, env=env, log=log_path, workers=workers, name="myapi serve")
 
 
 def worker_pids(master: int) -> list[int]:
-    result = subprocess.run([PS, "--ppid", str(master), "-o", "pid="],  # noqa: S603 - fixed argv
-                            capture_output=True, text=True, check=False)
-    return [int(pid) for pid in result.stdout.split()]
+    return children(master)
 
 
 def memory_kib(pid: int) -> tuple[int, int] | None:
@@ -402,7 +360,9 @@ def run(kind: str, args: argparse.Namespace) -> tuple[list[Result], dict]:
         results: list[Result] = []
         info = {"csv_bytes": csv_path.stat().st_size, "url": url, "load_before": load_average()}
         try:
-            with server(url, port, args.workers, log_path, args.timeout, args.threads) as process:
+            with server(url, port, args.workers, log_path, args.timeout, args.threads).start() as running:
+                running.wait(60)
+                process = running.process
                 headers = sign_in(base)
                 for name in ("import (all new)", "re-import (all updates)"):
                     results.append(import_csv(name, base, headers, csv_path, args.rows, process.pid))

@@ -40,8 +40,6 @@ import os
 import platform
 import shlex
 import shutil
-import signal
-import socket
 import sqlite3
 import statistics
 import subprocess
@@ -58,6 +56,10 @@ import requests
 import seeding
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # tools/ (run as a script: python benchmarks/run.py)
+from tools.servers import ServerProcess as Server  # noqa: E402
+from tools.servers import free_port  # noqa: E402
+
 BENCH = ROOT / "benchmarks"
 VENV_BIN = Path(sys.executable).parent
 API = "/api/v1"
@@ -79,23 +81,6 @@ def log(message: str) -> None:
 # -- servers ----------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def children(pid: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError):
-                stat = (entry / "stat").read_text()
-                if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                    found.append(int(entry.name))
-    return found
-
-
 def rss_kib(pid: int) -> int:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -104,54 +89,6 @@ def rss_kib(pid: int) -> int:
     except OSError:
         pass
     return 0
-
-
-@dataclass
-class Server:
-    name: str
-    argv: list[str]
-    env: dict[str, str]
-    port: int
-    probe: str
-    workers: int
-    log_path: Path
-    process: subprocess.Popen | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> Server:
-        with self.log_path.open("wb") as out:
-            self.process = subprocess.Popen(self.argv, env=self.env, stdout=out, stderr=subprocess.STDOUT,  # noqa: S603
-                                            cwd=ROOT, start_new_session=True)
-        return self
-
-    def wait(self, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"{self.name} exited:\n{self.log_path.read_text()[-3000:]}")
-            with contextlib.suppress(requests.RequestException):
-                if (requests.get(self.url + self.probe, timeout=2).status_code < 500
-                        and len(children(self.process.pid)) >= self.workers):
-                    return
-            time.sleep(0.1)
-        raise RuntimeError(f"{self.name} did not come up:\n{self.log_path.read_text()[-3000:]}")
-
-    def workers_pids(self) -> list[int]:
-        return children(self.process.pid) if self.process else []
-
-    def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(20)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(5)
 
 
 def server_env(url: str, workdir: Path, **extra: str) -> dict[str, str]:
@@ -168,7 +105,8 @@ def app_server(url: str, workdir: Path, workers: int, threads: int, timeout: int
     port = free_port()
     argv = [str(VENV_BIN / "myapi"), "serve", "--bind", f"127.0.0.1:{port}", "--workers", str(workers),
             "--threads", str(threads), "--timeout", str(timeout)]
-    return Server(APP, argv, server_env(url, workdir), port, f"{API}/health", workers, workdir / f"{tag}.log")
+    return Server(argv, port=port, env=server_env(url, workdir), log=workdir / f"{tag}.log", workers=workers,
+                  name=APP)
 
 
 def baseline_server(name: str, target: str, url: str, workdir: Path, workers: int, threads: int,
@@ -178,8 +116,8 @@ def baseline_server(name: str, target: str, url: str, workdir: Path, workers: in
     argv = [str(VENV_BIN / "gunicorn"), "-w", str(workers), "--threads", str(threads), "-b", f"127.0.0.1:{port}",
             "--keep-alive", "5", "--timeout", "120", "--error-logfile", "-", "--chdir", str(ROOT), target]
     probe = f"{API}/products/1"
-    return Server(name, argv, server_env(url, workdir, **extra), port, probe, workers,
-                  workdir / f"{target.rsplit(':', 1)[1]}.log")
+    return Server(argv, port=port, env=server_env(url, workdir, **extra), probe=probe, workers=workers,
+                  log=workdir / f"{target.rsplit(':', 1)[1]}.log", name=name)
 
 
 # -- databases ----------------------------------------------------------------------
@@ -376,7 +314,7 @@ def profile(server: Server, workload: loadgen.Workload, cfg: argparse.Namespace,
     load = threading.Thread(target=lambda: box.setdefault("r", drive(server, workload, cfg, seconds + 1)))
     load.start()
     time.sleep(0.5)
-    files = py_spy(server.workers_pids(), seconds, workdir / f"profile-{db}-{workload.script}")
+    files = py_spy(server.worker_pids(), seconds, workdir / f"profile-{db}-{workload.script}")
     load.join()
     return summarise_profile(f"{db}: {workload.name}", files)
 
@@ -418,7 +356,7 @@ class RssPeak:
 
 
 def export_once(server: Server, query: str, target: Path) -> CsvRun:
-    pid = server.workers_pids()[0]
+    pid = server.worker_pids()[0]
     with RssPeak(pid) as rss, target.open("wb") as out:
         started = time.perf_counter()
         with requests.get(f"{server.url}{API}/products/export?format=csv{query}", stream=True,
@@ -437,7 +375,7 @@ def export_once(server: Server, query: str, target: Path) -> CsvRun:
 
 
 def import_once(server: Server, csv_path: Path, rows: int, token: str) -> CsvRun:
-    pid = server.workers_pids()[0]
+    pid = server.worker_pids()[0]
     with RssPeak(pid) as rss, csv_path.open("rb") as body:
         started = time.perf_counter()
         response = requests.post(f"{server.url}{API}/products/import", data=body, timeout=(10, 1800),
@@ -505,7 +443,7 @@ def csv_benchmarks(db: str, url: str, seeded: seeding.Seeded, cfg: argparse.Name
     try:
         server.wait()
         requests.get(f"{server.url}{API}/products/1", timeout=10)
-        idle = rss_kib(server.workers_pids()[0])
+        idle = rss_kib(server.worker_pids()[0])
         for run in range(cfg.runs):
             for key, query in (("export small", small_query), ("export all", "")):
                 result = export_once(server, query, workdir / "export.csv")
@@ -639,7 +577,7 @@ def bench_database(db: str, cfg: argparse.Namespace) -> DbResults:
         finally:
             for server in servers.values():
                 server.stop()
-            errors = server_errors([server.log_path for server in servers.values()])
+            errors = server_errors([server.log for server in servers.values()])
         csv_results = csv_benchmarks(db, url, seeded, cfg, workdir) if cfg.csv else {}
         sweep_rows = sweep(url, seeded, cfg, workdir, token_file) if cfg.sweep and db == "postgresql" else []
         return DbResults(db, url, seeded, results, fixed, profiles, csv_results, sweep_rows,

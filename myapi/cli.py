@@ -58,6 +58,10 @@ def serve(bind: str, workers: int | None, threads: int, timeout: int) -> None:
         "threads": threads,
         "timeout": timeout,
         "keepalive": 5,
+        # A list URL with filters, sort and fields= (percent-encoded non-ASCII
+        # triples each character) can pass gunicorn's 4 KiB default; 8190 is
+        # its maximum.
+        "limit_request_line": 8190,
         "accesslog": None,  # the app logs one JSON line per request itself
         "errorlog": "-",
     }

@@ -55,11 +55,12 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
-from . import __version__
+from . import __version__, problems
 
 __all__ = [
-    "ApiError", "Client", "Conflict", "Forbidden", "Item", "NotFound", "Page", "PreconditionFailed",
-    "RateLimited", "Unauthorized", "UnprocessableEntity", "ValidationFailed",
+    "ApiError", "Client", "ConcurrentUpdate", "Conflict", "Forbidden", "IdempotencyKeyInProgress",
+    "InsufficientStock", "Item", "NotFound", "Page", "PreconditionFailed", "RateLimited", "Unauthorized",
+    "UnprocessableEntity", "ValidationFailed",
 ]
 
 API_PREFIX = "/api/v1"
@@ -67,7 +68,7 @@ USER_AGENT = f"myapi-client/{__version__}"
 DEFAULT_TIMEOUT = (10.0, 60.0)  # connect, read (seconds between bytes)
 CHUNK = 64 * 1024
 ITER_PER_PAGE = 100
-IN_PROGRESS = "urn:myapi:problem:idempotency-key-in-progress"
+IN_PROGRESS = problems.IDEMPOTENCY_KEY_IN_PROGRESS.uri
 RETRY_STATUSES = (429, 502, 503, 504)
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "PATCH", "DELETE"})
 
@@ -86,6 +87,8 @@ class ApiError(Exception):
         self.errors = errors
         self.request_id = request_id
         self.type = type
+        #: The kind from the server's catalogue (myapi/problems.py), None for about:blank.
+        self.problem = problems.CATALOGUE.get(type)
         self.body = body or {}
         super().__init__(f"{status} {title}: {detail}" if detail and detail != title else f"{status} {title}")
 
@@ -140,9 +143,28 @@ class RateLimited(ApiError):
     retry_after: float | None = None
 
 
+class InsufficientStock(Conflict):
+    """409: not enough stock for some lines; ``errors`` lists requested and available per product."""
+
+
+class ConcurrentUpdate(Conflict):
+    """409: another request changed the item meanwhile; read it and try again."""
+
+
+class IdempotencyKeyInProgress(Conflict):
+    """409: a request with this Idempotency-Key is still running; retry shortly."""
+
+
 ERRORS: dict[int, type[ApiError]] = {
     400: ValidationFailed, 401: Unauthorized, 403: Forbidden, 404: NotFound, 409: Conflict,
     412: PreconditionFailed, 422: UnprocessableEntity, 429: RateLimited,
+}
+
+#: Problem types (the server's catalogue) with an exception more precise than their status's.
+TYPED_ERRORS: dict[str, type[ApiError]] = {
+    problems.INSUFFICIENT_STOCK.uri: InsufficientStock,
+    problems.CONCURRENT_UPDATE.uri: ConcurrentUpdate,
+    problems.IDEMPOTENCY_KEY_IN_PROGRESS.uri: IdempotencyKeyInProgress,
 }
 
 
@@ -160,10 +182,11 @@ def error_from_response(response: requests.Response) -> ApiError:
     detail = body.get("detail")
     if detail is None and not body:
         detail = response.text[:500].strip() or None
-    error = ERRORS.get(status, ApiError)(
+    kind = str(body.get("type", problems.BLANK))
+    error = TYPED_ERRORS.get(kind, ERRORS.get(status, ApiError))(
         status, title, detail, body.get("errors"),
         body.get("request_id") or response.headers.get("X-Request-ID"),
-        body.get("type", "about:blank"), body,
+        kind, body,
     )
     if isinstance(error, RateLimited):
         try:

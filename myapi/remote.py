@@ -26,6 +26,7 @@ import click
 import requests
 
 from .client import API_PREFIX, ApiError, Client, RateLimited, Unauthorized
+from .csvcells import plain_cell
 
 DEFAULT_URL = "http://127.0.0.1:5000"
 CONFIG_FILE = "remote.json"
@@ -95,17 +96,14 @@ def connect() -> Client:
 
 
 def cell(value) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
+    """A value as table or CSV text: csvcells.plain_cell (not neutralised), an order's items summed up."""
     if isinstance(value, list):  # an order's items: "2 x Tea; 1 x Mug"
         return "; ".join(
             f"{item.get('quantity')} x {item.get('product_name') or item.get('product_id')}"
             if isinstance(item, Mapping) else str(item) for item in value)
     if isinstance(value, Mapping):
         return json.dumps(value)
-    return str(value)
+    return plain_cell(value)
 
 
 def flat(record: Mapping, prefix: str = "") -> dict:

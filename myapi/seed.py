@@ -65,7 +65,10 @@ ADJECTIVES = ["Classic", "Organic", "Premium", "Everyday", "Limited", "Smoky", "
               "Rare", "Handmade", "Blue", "Stoneware", "Large", "Small", "Gift"]
 
 
-def seed_products(session, count: int = 300) -> int:
+DEMO_PRODUCT_COUNT = 300
+
+
+def seed_products(session, count: int = DEMO_PRODUCT_COUNT) -> int:
     if session.scalar(select(func.count()).select_from(Product)):
         return 0
     rng = random.Random(2026)  # the same demo catalogue every time

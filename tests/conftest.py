@@ -15,7 +15,6 @@ from dataclasses import dataclass
 
 import pytest
 import requests
-from servers import GunicornServer
 from sqlalchemy import event, text
 from werkzeug.serving import make_server
 
@@ -24,6 +23,7 @@ from myapi.common.auth import hash_password
 from myapi.db import get_db, get_session
 from myapi.migrate import upgrade
 from myapi.services import users as users_service
+from tools.servers import ServerProcess, myapi_env, start_myapi
 
 PG_URL = os.environ.get("MYAPI_TEST_DATABASE_URL")
 TABLES = ("idempotency_keys", "order_items", "orders", "tokens", "products", "users")
@@ -201,13 +201,17 @@ def http():
 
 @pytest.fixture
 def start_server(database_url, tmp_path_factory):
-    """A factory: each call starts another server on the test's database; all stop at teardown."""
-    servers: list[GunicornServer] = []
+    """A factory: each call starts another ``myapi serve`` on the test's database; all stop at teardown."""
+    servers: list[ServerProcess] = []
 
-    def start(**options) -> GunicornServer:
-        server = GunicornServer(database_url, tmp_path_factory.mktemp("gunicorn"), **options)
+    def start(workers: int = 4, env: dict | None = None) -> ServerProcess:
+        workdir = tmp_path_factory.mktemp("gunicorn")
+        try:
+            server = start_myapi(myapi_env(database_url, workdir, **(env or {})), workdir / "server.log",
+                                 workers=workers)
+        except RuntimeError as error:
+            pytest.fail(str(error))
         servers.append(server)
-        server.start()
         return server
 
     yield start

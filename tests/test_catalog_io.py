@@ -82,10 +82,10 @@ def test_import_error_list_is_capped_but_counted(client, admin, db_session):
 @pytest.fixture
 def small_batches(monkeypatch):
     """Batches of 100 rows on both databases, so a few hundred rows span several."""
-    from myapi.services import catalog_io
+    from myapi.services import backends
 
-    monkeypatch.setattr(catalog_io, "BATCH_SIZE", 100)
-    monkeypatch.setattr(catalog_io, "PG_BATCH_SIZE", 100)
+    monkeypatch.setattr(backends.SQLite, "import_batch_size", 100)
+    monkeypatch.setattr(backends.PostgreSQL, "import_batch_size", 100)
 
 
 def test_a_bad_row_after_many_good_batches_still_writes_nothing(client, admin, db_session, small_batches):
@@ -357,7 +357,7 @@ def test_batches_count_created_and_updated_and_the_last_repeat_wins(client, admi
 
 
 def test_read_ahead_hands_on_items_and_errors_and_stops_with_its_caller():
-    from myapi.services.catalog_io import _read_ahead
+    from myapi.services.catalog_import import _read_ahead
 
     assert list(_read_ahead(iter(range(5)))) == [0, 1, 2, 3, 4]
 
@@ -387,7 +387,22 @@ def test_read_ahead_hands_on_items_and_errors_and_stops_with_its_caller():
 
 
 def test_export_neutralises_the_same_prefixes_as_every_other_csv():
+    from myapi import csvcells
     from myapi.common import representations
-    from myapi.services import catalog_io
+    from myapi.services import catalog_export
 
-    assert catalog_io.FORMULA_PREFIXES == representations.FORMULA_PREFIXES
+    assert catalog_export.FORMULA_PREFIXES is csvcells.FORMULA_PREFIXES
+    assert representations.csv_cell is csvcells.csv_cell
+
+
+def test_the_quoting_rule_the_sql_export_follows_is_the_csv_modules():
+    from myapi import csvcells
+
+    def written(cell: str) -> str:
+        out = io.StringIO()
+        csv.writer(out, lineterminator=csvcells.LINE_END).writerow([cell, "x"])
+        return out.getvalue()
+
+    for char in csvcells.QUOTED_IF_CONTAINS:
+        assert written(f"a{char}b").startswith(csvcells.QUOTE)
+    assert written("a;b'= \t@c") == "a;b'= \t@c,x" + csvcells.LINE_END

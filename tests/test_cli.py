@@ -11,11 +11,9 @@ from __future__ import annotations
 import datetime as dt
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -33,6 +31,7 @@ from myapi.migrate import alembic_config, current_revision
 from myapi.models import IdempotencyKey, Order, Product, Token, User, utcnow
 from myapi.seed import DEMO_ADMIN, DEMO_CUSTOMER_PASSWORD, DEMO_CUSTOMERS
 from myapi.services import users as users_service
+from tools.servers import ServerProcess, free_port
 
 API = "/api/v1"
 ADMIN_PASSWORD = "cli-admin-password"
@@ -349,12 +348,6 @@ def test_script_upgrade_seed_and_usage_errors_as_a_subprocess(db_url):
     assert "Traceback" not in duplicate.stderr
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def test_serve_answers_health_and_stops_on_sigterm(migrated, tmp_path_factory):
     port = free_port()
     env = os.environ.copy()
@@ -362,40 +355,19 @@ def test_serve_answers_health_and_stops_on_sigterm(migrated, tmp_path_factory):
     # (else ~/.gunicorn/gunicorn.ctl); keep ours away from any other server's.
     env["XDG_RUNTIME_DIR"] = str(tmp_path_factory.mktemp("ctl"))
     log = tmp_path_factory.mktemp("serve") / "serve.log"
-    with log.open("w") as out:
-        process = subprocess.Popen([myapi_script(), "serve", "--bind", f"127.0.0.1:{port}", "--workers", "1"],
-                                   stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-    base = f"http://127.0.0.1:{port}{API}"
+    server = ServerProcess([myapi_script(), "serve", "--bind", f"127.0.0.1:{port}", "--workers", "1"],
+                           port=port, env=env, log=log, workers=1).start()
+    base = f"{server.url}{API}"
     try:
-        deadline = time.monotonic() + 20
-        response = None
-        while time.monotonic() < deadline:
-            assert process.poll() is None, f"myapi serve exited early:\n{log.read_text()}"
-            try:
-                response = requests.get(f"{base}/health", timeout=2)
-                if response.status_code == 200:
-                    break
-            except requests.ConnectionError:
-                pass
-            time.sleep(0.2)
-        assert response is not None and response.status_code == 200, log.read_text()
+        server.wait(20)
+        response = requests.get(f"{base}/health", timeout=2)
+        assert response.status_code == 200, log.read_text()
         assert response.json() == {"status": "ok", "database": "ok", "version": response.json()["version"]}
         assert response.headers["X-Request-ID"]
         assert requests.get(f"{base}/products", timeout=5).json()["pagination"]["total_items"] == 0
     finally:
-        stop(process)
-    assert process.returncode == 0, log.read_text()  # a clean shutdown on SIGTERM
+        server.stop()
+    assert server.process.returncode == 0, log.read_text()  # a clean shutdown on SIGTERM
     assert f"127.0.0.1:{port}" in log.read_text()
     with socket.socket() as sock:  # nothing is left listening
         assert sock.connect_ex(("127.0.0.1", port)) != 0
-
-
-def stop(process: subprocess.Popen) -> None:
-    """SIGTERM the server's process group (gunicorn and its workers), then SIGKILL."""
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(5)

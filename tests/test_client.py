@@ -28,13 +28,14 @@ from sqlalchemy import func, insert, select, update
 from werkzeug.serving import make_server
 from werkzeug.wsgi import get_input_stream
 
-from myapi import __version__
+from myapi import __version__, problems
 from myapi.app import create_app
 from myapi.client import (
     ApiError,
     Client,
     Conflict,
     Forbidden,
+    InsufficientStock,
     Item,
     NotFound,
     Page,
@@ -242,15 +243,19 @@ def test_errors_are_typed_from_problem_json(live_server, api, shop):
     with pytest.raises(UnprocessableEntity) as reused:
         shop.place_order([(1, 2)], "1 High Street", idempotency_key="order-001")
     assert reused.value.status == 422 and "Idempotency-Key" in reused.value.errors
+    assert reused.value.problem is problems.IDEMPOTENCY_KEY_REUSED
+
+    # A problem type of the server's catalogue picks a more precise exception than its status.
+    with pytest.raises(InsufficientStock) as short:
+        shop.place_order([(1, 50)], "1 High Street")
+    assert isinstance(short.value, Conflict) and short.value.problem is problems.INSUFFICIENT_STOCK
+    assert short.value.errors[0]["requested"] == 50
 
     assert all(issubclass(cls, ApiError) for cls in (ValidationFailed, RateLimited, Conflict))
 
 
 def test_rate_limited_by_the_real_limiter(app_config):
     app = create_app({**app_config, "RATELIMIT_ENABLED": True, "RATELIMIT_SIGNIN": "2/minute"})
-    if "limiter" not in app.extensions:
-        get_db(app).engine.dispose()
-        pytest.skip("Flask-Limiter is not wired into create_app yet; see test_rate_limited_by_a_stub")
     server = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()

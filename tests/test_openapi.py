@@ -8,6 +8,8 @@ import re
 import jsonschema
 import pytest
 from flask_restful import fields
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from openapi_spec_validator import OpenAPIV31SpecValidator, validate
 
 from myapi import app as app_module
@@ -389,3 +391,41 @@ def test_docs_assets_stay_inside_the_bundle(client):
 def test_docs_page_negotiates(client):
     assert client.get(f"{API}/docs", headers={"Accept": "application/json"}).status_code == 406
     assert client.get(f"{API}/docs", headers={"Accept": "text/html,*/*;q=0.8"}).status_code == 200
+
+
+# -- data valid by the document is valid for the API -------------------------------------------
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
+@given(data=st.data())
+def test_a_csv_file_the_document_admits_is_imported(app, admin, data):
+    """The import's documented file pattern is one form the import always accepts (dry run: nothing kept)."""
+    client = app.test_client()
+    document = openapi_document(app)
+    content = document["paths"]["/products/import"]["post"]["requestBody"]["content"]
+    pattern = content["text/csv"]["schema"]["pattern"]
+    assert content["multipart/form-data"]["schema"]["properties"]["file"]["pattern"] == pattern
+    body = data.draw(st.from_regex(re.compile(pattern), fullmatch=True))
+    response = client.post(f"{API}/products/import?dry_run=true", data=body.encode(),
+                           headers={**admin.headers, "Content-Type": "text/csv"})
+    assert response.status_code == 200, (body, response.get_json())
+    assert response.get_json()["dry_run"] is True
+
+
+def test_every_pattern_is_one_schemathesis_can_enforce(document):
+    """A pattern the fuzzer's validator cannot compile is dropped, and the gate would test less than documented."""
+    from schemathesis.core.jsonschema.patterns import enforced_pattern
+
+    def patterns(node):
+        if isinstance(node, dict):
+            if isinstance(node.get("pattern"), str):
+                yield node["pattern"]
+            for value in node.values():
+                yield from patterns(value)
+        elif isinstance(node, list):
+            for value in node:
+                yield from patterns(value)
+
+    found = set(patterns(document))
+    assert len(found) > 10
+    assert [pattern for pattern in found if enforced_pattern(pattern) is None] == []

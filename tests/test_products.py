@@ -160,8 +160,14 @@ def test_multi_key_sort(client, catalogue):
     assert [p["sku"] for p in data] == ["MUG-003", "MUG-005", "MUG-002", "MUG-001", "MUG-004"]
 
 
+def test_a_key_named_again_adds_nothing(client, catalogue):
+    once = client.get(f"{API}/products?category=mugs&sort=-price,name").get_json()["data"]
+    again = client.get(f"{API}/products?category=mugs&sort=-price,name,price,-name").get_json()["data"]
+    assert again == once
+
+
 @pytest.mark.parametrize("query", [
-    "sort=price;DROP TABLE products", "sort=-", "sort=password", "sort=price,price", "sort=(select 1)",
+    "sort=price;DROP TABLE products", "sort=-", "sort=password", "sort=price,,name", "sort=(select 1)",
     "min_price=1 OR 1=1", "category=tea' OR '1'='1", "in_stock=maybe", "per_page=0", "per_page=101",
     "page=-1", "page=abc", "updated_since=2020-13-45",
 ])

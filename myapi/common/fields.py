@@ -16,6 +16,8 @@ from string import Formatter
 
 from flask_restful import fields
 
+from ..services import product_columns
+
 API_PREFIX = "/api/v1"
 CENT = Decimal("0.01")
 
@@ -91,17 +93,20 @@ token_fields = {
     "expires_at": DateTime,
 }
 
+# The output field of each kind of column (services/product_columns.py).
+FIELD_OF_KIND = {
+    "integer": fields.Integer,
+    "text": fields.String,
+    "money": Money,
+    "boolean": fields.Boolean,
+    "timestamp": DateTime,
+}
+
+# id, sku, name, description, category, price, stock, is_available,
+# date_created, date_updated (product_columns.COLUMNS, which the CSV export
+# and import share), then links.
 product_fields = {
-    "id": fields.Integer,
-    "sku": fields.String,
-    "name": fields.String,
-    "description": fields.String,
-    "category": fields.String,
-    "price": Money,
-    "stock": fields.Integer,
-    "is_available": fields.Boolean,
-    "date_created": DateTime,
-    "date_updated": DateTime,
+    **{name: FIELD_OF_KIND[product_columns.KIND[name]] for name in product_columns.COLUMNS},
     "links": links(self="/products/{id}"),
 }
 

@@ -87,8 +87,27 @@ def _input_type(schema: dict[str, Any], name: str | None = None) -> Callable[[Ca
 # Single-line: NUL, surrogates, C0 controls except tab, DEL, C1, and the
 # Unicode line and paragraph separators. Multi-line text also allows line
 # feed and carriage return (and the Unicode separators).
-_SINGLE_LINE_REFUSED = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
-_MULTI_LINE_REFUSED = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
+# The classes are written as \\u escapes so the OpenAPI patterns can name them;
+# lone surrogates are refused too, but stay out of the patterns (no JSON
+# Schema regex engine takes them, and no UTF-8 text holds them).
+_SURROGATES = "\\ud800-\\udfff"
+_SINGLE_LINE_CLASS = "\\u0000-\\u0008\\u000a-\\u001f\\u007f-\\u009f\\u2028\\u2029"
+_MULTI_LINE_CLASS = "\\u0000-\\u0008\\u000b\\u000c\\u000e-\\u001f\\u007f-\\u009f"
+_SINGLE_LINE_REFUSED = re.compile(f"[{_SINGLE_LINE_CLASS}{_SURROGATES}]")
+_MULTI_LINE_REFUSED = re.compile(f"[{_MULTI_LINE_CLASS}{_SURROGATES}]")
+
+
+def _text_pattern(multiline: bool, non_blank: bool) -> str:
+    """The JSON Schema pattern of text the refusal class lets through (and, if asked, not only spaces).
+
+    The same character class as the check, so the OpenAPI document admits
+    exactly the characters the API accepts.
+    """
+    allowed = f"[^{_MULTI_LINE_CLASS if multiline else _SINGLE_LINE_CLASS}]"
+    if not non_blank:
+        return f"^{allowed}*$"
+    visible = f"[^\\s{_MULTI_LINE_CLASS if multiline else _SINGLE_LINE_CLASS}]"
+    return f"^{allowed}*{visible}{allowed}*$"
 
 
 def _string(value: Any, *, multiline: bool = False) -> str:
@@ -115,7 +134,17 @@ EMAIL_MAX_LENGTH = 254
 _EMAIL = re.compile(r'[^@\s<>()\[\],;:"\\]+@[^@\s<>()\[\],;:"\\.]+(?:\.[^@\s<>()\[\],;:"\\.]+)+')
 
 
-@_input_type({"type": "string", "format": "email", "maxLength": EMAIL_MAX_LENGTH})
+_EMAIL_CHAR = '[^@\\s<>()\\[\\],;:"\\\\' + _SINGLE_LINE_CLASS + "]"
+_EMAIL_DOMAIN_CHAR = _EMAIL_CHAR[:-1] + ".]"
+
+
+@_input_type({
+    "type": "string",
+    "format": "email",
+    # The check below, as a pattern (lower case: the address is stored lower-cased anyway).
+    "pattern": f"^{_EMAIL_CHAR}+@{_EMAIL_DOMAIN_CHAR}+(?:\\.{_EMAIL_DOMAIN_CHAR}+)+$",
+    "maxLength": EMAIL_MAX_LENGTH,
+})
 def email(value: Any, *_: Any) -> str:
     """An email address, stripped and lowercased."""
     address = _string(value).lower()
@@ -145,6 +174,7 @@ PASSWORD_MAX_LENGTH = 256
 @_input_type({
     "type": "string",
     "format": "password",
+    "pattern": "^[^\\u0000]*$",
     "minLength": PASSWORD_MIN_LENGTH,
     "maxLength": PASSWORD_MAX_LENGTH,
     "writeOnly": True,
@@ -176,7 +206,8 @@ MONEY_MESSAGE = "must be an amount like 19.99"
 @_input_type({
     "type": "string",
     "format": "decimal",
-    "pattern": r"^[0-9]{1,7}(\.[0-9]{1,2})?$",
+    # Greater than 0 (0.00 is refused), at most 9999999.99, at most two places.
+    "pattern": r"^(?:[1-9][0-9]{0,6}(?:\.[0-9]{1,2})?|0\.(?:[1-9][0-9]?|0[1-9]))$",
     "description": "An amount greater than 0 with at most 2 decimal places; a JSON number is accepted too.",
     "example": "19.99",
 })
@@ -319,7 +350,8 @@ def text(max_length: int, min_length: int = 0, multiline: bool = False) -> Calla
     """
     if not 0 <= min_length <= max_length:
         raise ValueError("text needs 0 <= min_length <= max_length")
-    schema: dict[str, Any] = {"type": "string", "maxLength": max_length}
+    schema: dict[str, Any] = {"type": "string", "maxLength": max_length,
+                              "pattern": _text_pattern(multiline, non_blank=min_length > 0)}
     if min_length:
         schema["minLength"] = min_length
 
@@ -394,7 +426,8 @@ def sort_spec(allowed: Iterable[str]) -> Callable[..., list[tuple[str, bool]]]:
     @_input_type({
         "type": "string",
         "pattern": f"^-?{alternatives}(?:,-?{alternatives}){{0,{SORT_MAX_KEYS - 1}}}$",
-        "description": f"Comma-separated keys, '-' first for descending order. Keys: {listed}.",
+        "description": f"Comma-separated keys, '-' first for descending order (a key named again is "
+                       f"ignored). Keys: {listed}.",
         "example": f"-{keys[0]}",
     }, name=f"sort_spec({listed})")
     def convert(value: Any, *_: Any) -> list[tuple[str, bool]]:
@@ -417,10 +450,9 @@ def sort_spec(allowed: Iterable[str]) -> Callable[..., list[tuple[str, bool]]]:
                 raise ValueError(f"must be comma-separated keys, each with an optional leading '-': {listed}")
             if key not in known:
                 raise ValueError(f"must use only these keys: {listed}")
-            if key in seen:
-                raise ValueError("must not name a key twice")
-            seen.add(key)
-            result.append((key, descending))
+            if key not in seen:  # named again, a key adds nothing to the order: the first mention counts
+                seen.add(key)
+                result.append((key, descending))
         return result
 
     return convert
@@ -661,8 +693,12 @@ _ENTITY_TAG = re.compile(r'^(?:W/)?"?v(\d{1,10})(?:-[^",]*)?"?$')
 IF_MATCH_MAX_LENGTH = 1000
 
 
+_ETAG_PATTERN = r'(?:W/)?"v[0-9]{1,9}(?:-[0-9a-z]{1,16}){0,2}"'
+
+
 @_input_type({
     "type": "string",
+    "pattern": rf"^(?:\*|{_ETAG_PATTERN}(?:, ?{_ETAG_PATTERN}){{0,9}})$",
     "maxLength": IF_MATCH_MAX_LENGTH,
     "description": 'The ETag of the version you read, e.g. "v3" (a list, or * for any version).',
 })

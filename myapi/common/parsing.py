@@ -110,12 +110,15 @@ class RequestParser(reqparse.RequestParser):
     """
 
     def __init__(self, argument_class=Argument, namespace_class=reqparse.Namespace, *,
-                 location: str = "body", strict: bool = True, media_types: tuple[str, ...] = BODY_TYPES):
+                 location: str = "body", strict: bool = True, media_types: tuple[str, ...] = BODY_TYPES,
+                 body_optional: bool = False):
         super().__init__(argument_class=argument_class, namespace_class=namespace_class,
                          bundle_errors=True, trim=False)
         self.location = location
         self.strict = strict
         self.media_types = tuple(media_types)
+        # No body at all is fine (the credentials may come another way); a body must be whole.
+        self.body_optional = body_optional
 
     def add_argument(self, *args, **kwargs):
         kwargs.setdefault("location", self.location)
@@ -126,8 +129,8 @@ class RequestParser(reqparse.RequestParser):
         return super().replace_argument(name, *args, **kwargs)
 
     def copy(self):
-        clone = self.__class__(self.argument_class, self.namespace_class,
-                               location=self.location, strict=self.strict, media_types=self.media_types)
+        clone = self.__class__(self.argument_class, self.namespace_class, location=self.location,
+                               strict=self.strict, media_types=self.media_types, body_optional=self.body_optional)
         clone.args = deepcopy(self.args)
         return clone
 
@@ -153,6 +156,8 @@ class RequestParser(reqparse.RequestParser):
         request.unparsed_arguments = {}
         namespace = self.namespace_class()
         errors: dict[str, str] = {}
+        if self.body_optional and not request_body():
+            return namespace, errors
         for arg in self.args:
             source = _source(arg.location)
             if arg.location == "args" and arg.action != "append" and len(source.getlist(arg.name)) > 1:

@@ -8,8 +8,8 @@ Errors are always problem+json and never pass through here.
 
 CSV: a header row, nested objects flattened with dotted names (``links.self``),
 a list of objects (an order's ``items``) exploded to one row per element, and
-cells that a spreadsheet would run as a formula neutralised with a leading
-apostrophe (OWASP's advice for CSV injection).
+each cell written by the rules of :mod:`myapi.csvcells` (formula cells
+neutralised with a leading apostrophe, booleans as true/false, None empty).
 """
 
 from __future__ import annotations
@@ -22,12 +22,11 @@ from decimal import Decimal
 import orjson
 from flask import Response, g, request
 
+from ..csvcells import LINE_END, csv_cell
 from .errors import Problem
 from .media import CSV, FORMATS, JSON, NDJSON
 
 EXTENSIONS = {media: ext for ext, media in FORMATS.items()}
-
-FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 
 
 def negotiate(media_types: tuple[str, ...]) -> str:
@@ -78,24 +77,7 @@ def output_json(data, code, headers=None) -> Response:
     return response
 
 
-# -- CSV --------------------------------------------------------------------
-
-
-def neutralise(cell: str) -> str:
-    """Defuse a cell a spreadsheet would evaluate (=cmd|..., +1+1, @SUM...)."""
-    return "'" + cell if cell.startswith(FORMULA_PREFIXES) else cell
-
-
-def csv_cell(value) -> str:
-    if value is None:
-        return ""
-    if value is True:
-        return "true"
-    if value is False:
-        return "false"
-    if isinstance(value, str):
-        return neutralise(value)
-    return str(value)
+# -- CSV (cells as myapi.csvcells says) ---------------------------------------
 
 
 def flatten(record: Mapping, prefix: str = "") -> list[dict]:
@@ -138,7 +120,7 @@ def csv_columns(rows: Iterable[Mapping]) -> list[str]:
 
 def write_csv(rows: list[dict], columns: list[str]) -> str:
     buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\r\n")
+    writer = csv.writer(buffer, lineterminator=LINE_END)
     writer.writerow(columns)
     for row in rows:
         writer.writerow([csv_cell(row.get(column)) for column in columns])
@@ -187,7 +169,7 @@ def _batched(chunks: Iterable[str | bytes], size: int = 64 * 1024) -> Iterable[b
 
 def csv_stream(records: Iterable[Mapping], columns: list[str]) -> Iterable[str]:
     buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\r\n")
+    writer = csv.writer(buffer, lineterminator=LINE_END)
     writer.writerow(columns)
     yield buffer.getvalue()  # the header goes out before the first row is read
     for record in records:

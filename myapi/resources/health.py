@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 from flask_restful import fields
-from sqlalchemy import text
-from sqlalchemy.exc import SQLAlchemyError
 
 from .. import __version__, problems
 from ..common.contract import documented, marshal_with
@@ -12,6 +10,7 @@ from ..common.errors import Problem
 from ..common.representations import JSON
 from ..common.resource import Resource
 from ..db import get_session
+from ..services import health as health_service
 
 health_fields = {"status": fields.String, "database": fields.String, "version": fields.String}
 
@@ -22,9 +21,7 @@ class Health(Resource):
     @documented(summary="Is the process up and does the database answer?")
     @marshal_with(health_fields)
     def get(self):
-        try:
-            get_session().execute(text("SELECT 1"))
-        except SQLAlchemyError:
+        if not health_service.database_answers(get_session()):
             raise Problem.of(problems.UNAVAILABLE, "The database is not answering.", headers={"Retry-After": "5"},
-                             extra={"database": "unavailable", "version": __version__}) from None
+                             extra={"database": "unavailable", "version": __version__})
         return {"status": "ok", "database": "ok", "version": __version__}

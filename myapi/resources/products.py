@@ -17,7 +17,7 @@ from ..common.parsing import RequestParser, conditional_parser
 from ..common.representations import CSV, JSON, NDJSON
 from ..common.resource import Resource
 from ..db import get_session
-from ..services import catalog_io
+from ..services import catalog_import
 from ..services import products as products_service
 
 stock = inputs.int_range(0, 1_000_000_000)
@@ -117,7 +117,7 @@ import_result_fields = {
 # One definition of the rules: the import validates each row with the same
 # input types as PUT /products/<id> (a full product).
 IMPORT_RULES = {
-    argument.name: catalog_io.Rule(argument.type, argument.required, argument.default)
+    argument.name: catalog_import.Rule(argument.type, argument.required, argument.default)
     for argument in put_parser.args
 }
 
@@ -131,7 +131,7 @@ class ProductImport(Resource):
     @parses(import_parser, csv_upload=put_parser)
     @requires("admin")
     def post(self, args):
-        return catalog_io.import_products(get_session(), args.upload, IMPORT_RULES, dry_run=args.dry_run)
+        return catalog_import.import_products(get_session(), args.upload, IMPORT_RULES, dry_run=args.dry_run)
 
 
 class ProductExport(Resource):

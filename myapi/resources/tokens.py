@@ -16,10 +16,11 @@ from ..common.representations import JSON
 from ..common.resource import Resource
 from ..db import get_session
 
-# Optional: HTTP Basic credentials may come instead (common/auth.sign_in).
-credentials_parser = RequestParser(location="body")
-credentials_parser.add_argument("username", type=str, store_missing=False)
-credentials_parser.add_argument("password", type=str, store_missing=False)
+# The body is optional (HTTP Basic credentials may come instead, common/auth.sign_in);
+# a body holds both.
+credentials_parser = RequestParser(location="body", body_optional=True)
+credentials_parser.add_argument("username", type=str, required=True)
+credentials_parser.add_argument("password", type=str, required=True)
 
 
 class TokenList(Resource):

@@ -1,10 +1,10 @@
 """Orders: placement that never oversells, reading, and status transitions.
 
 Placement is one transaction. The product rows are locked in id order
-(``SELECT ... FOR UPDATE`` on PostgreSQL; on SQLite the request's
-``BEGIN IMMEDIATE`` already serialises writers), then availability and stock
-are checked, stock is decremented, prices are snapshotted and the total is
-computed with Decimal. Locking in one global order means two orders for
+(the backend's ``for_update``: ``SELECT ... FOR UPDATE`` on PostgreSQL; on
+SQLite the request's ``BEGIN IMMEDIATE`` already serialises writers), then
+availability and stock are checked, stock is decremented, prices are
+snapshotted and the total is computed with Decimal. Locking in one global order means two orders for
 overlapping products queue instead of deadlocking. The ``stock >= 0`` CHECK is
 the last line of defence: even a bug here could not sell what is not there.
 
@@ -22,6 +22,7 @@ from sqlalchemy import Select, select
 from sqlalchemy.orm import Session, selectinload
 
 from ..models import CENT, Order, OrderItem, Product, User
+from .backends import backend_for
 from .errors import Conflict, InsufficientStock, Invalid, NotFound, PermissionDenied
 from .query import Export, IfMatch, Page, apply_sort, check_version, paginate
 
@@ -47,8 +48,7 @@ RESTOCKING_TARGETS = {"cancelled"}
 def _lock_products(session: Session, product_ids: Sequence[int]) -> dict[int, Product]:
     """Load (and on PostgreSQL lock) the products, always in id order."""
     stmt = select(Product).where(Product.id.in_(sorted(product_ids))).order_by(Product.id)
-    if session.get_bind().dialect.name == "postgresql":
-        stmt = stmt.with_for_update()
+    stmt = backend_for(session).for_update(stmt)
     return {product.id: product for product in session.scalars(stmt)}
 
 
@@ -103,8 +103,8 @@ def _with_items(stmt: Select) -> Select:
 
 def get_order(session: Session, order_id: int, *, for_update: bool = False) -> Order | None:
     stmt = _with_items(select(Order).where(Order.id == order_id))
-    if for_update and session.get_bind().dialect.name == "postgresql":
-        stmt = stmt.with_for_update(of=Order)
+    if for_update:
+        stmt = backend_for(session).for_update(stmt, of=Order)
     return session.scalars(stmt).first()
 
 

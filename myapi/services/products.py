@@ -10,7 +10,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from ..models import OrderItem, Product
-from . import catalog_io
+from . import catalog_export
 from .errors import Conflict, NotFound
 from .query import Export, IfMatch, Page, apply_sort, check_version, like_pattern, paginate
 
@@ -69,8 +69,8 @@ def export_products(*, link_prefix: str, **filters) -> Export:
     stmt = filtered_sorted(**filters)
     return Export(
         name=f"products-{dt.date.today().isoformat()}",
-        rows=lambda session: catalog_io.export_rows(session, stmt),
-        csv=lambda session, columns: catalog_io.export_csv(session, stmt, link_prefix, columns),
+        rows=lambda session: catalog_export.export_rows(session, stmt),
+        csv=lambda session, columns: catalog_export.export_csv(session, stmt, link_prefix, columns),
     )
 
 

@@ -15,6 +15,7 @@ from sqlalchemy import Select, distinct, func, select
 from sqlalchemy.orm import Session
 
 from ..models import CENT, Money, Order, OrderItem, Product, User
+from .backends import backend_for
 
 REVENUE_STATUSES = ("paid", "shipped", "completed")
 ZERO = Decimal("0.00")
@@ -67,15 +68,9 @@ def revenue_by_category(session: Session, *,
     ]
 
 
-def _month_of(session: Session):
-    if session.get_bind().dialect.name == "postgresql":
-        return func.to_char(func.timezone("UTC", Order.date_created), "YYYY-MM")
-    return func.strftime("%Y-%m", Order.date_created)  # SQLite stores UTC
-
-
 def monthly_revenue(session: Session, *, year: int) -> list[dict]:
     """Twelve months of ``year``; the running total comes from a window function."""
-    month = _month_of(session).label("month")
+    month = backend_for(session).month(Order.date_created).label("month")
     revenue = func.sum(Order.total_amount, type_=Money)
     stmt = (
         select(

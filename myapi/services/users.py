@@ -47,17 +47,21 @@ def _duplicates(session: Session, username: str | None, email: str | None, exclu
     return errors
 
 
-def _flush_unique(session: Session, user: User, username, email) -> None:
-    """Flush, turning a unique-constraint race into the same 409 as the pre-check.
+def _write_unique(session: Session, user: User, username, email, apply: Callable[[], object]) -> None:
+    """Make the change (``apply``) and flush it, turning a unique-constraint race into the pre-check's 409.
 
     The SELECT before the write gives the friendly answer; the constraint is
-    what makes it true when two requests race (the loser lands here).
+    what makes it true when two requests race (the loser lands here). The
+    change is made inside a savepoint, so after a lost race the request's
+    transaction is still usable to ask which value was taken (a savepoint
+    begun after the change would flush it, and lose the race, outside).
     """
     errors = _duplicates(session, username, email, user.id)
     if errors:
         raise Conflict("A user with these details exists.", errors)
     try:
-        with session.begin_nested():  # a savepoint: after a lost race the session can still ask why
+        with session.begin_nested():
+            apply()
             session.flush()
     except IntegrityError:
         errors = _duplicates(session, username, email, user.id) or {"username": "This username is taken."}
@@ -68,8 +72,7 @@ def create_user(session: Session, *, username: str, email: str, password_hash: s
                 user_priority: int = 1, role: str = "customer") -> User:
     user = User(username=username, email=email, password_hash=password_hash,
                 user_priority=user_priority, role=role, is_active=True)
-    session.add(user)
-    _flush_unique(session, user, username, email)
+    _write_unique(session, user, username, email, lambda: session.add(user))
     return user
 
 
@@ -133,9 +136,11 @@ def change_user(session: Session, caller: User, user_id: int, changes: dict, *,
 
 def update_user(session: Session, user: User, changes: dict) -> User:
     """Apply ``changes`` (already validated and authorised) to ``user``."""
-    for name, value in changes.items():
-        setattr(user, name, value)
-    _flush_unique(session, user, changes.get("username"), changes.get("email"))
+    def apply() -> None:
+        for name, value in changes.items():
+            setattr(user, name, value)
+
+    _write_unique(session, user, changes.get("username"), changes.get("email"), apply)
     if changes.get("is_active") is False:
         revoke_tokens(session, user.id)
     return user

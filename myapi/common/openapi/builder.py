@@ -13,6 +13,11 @@ from __future__ import annotations
 
 import copy
 import re
+
+try:  # the regex parser, for the width of a pattern's matches
+    from re import _parser as sre_parse
+except ImportError:  # Python 3.10
+    import sre_parse
 from dataclasses import dataclass
 from typing import Any
 
@@ -160,6 +165,44 @@ def parameters_of(op: Operation) -> list[dict]:
 # -- the request body ----------------------------------------------------------------------
 
 
+# A text cell in the one plain form the file pattern admits: no comma, quote or line break to escape.
+PLAIN_TEXT_CELL = "[A-Za-z0-9](?:[A-Za-z0-9 ._-]{0,38}[A-Za-z0-9])?"
+
+
+def csv_cell_pattern(argument) -> str:
+    """A regex for one CSV cell that the argument's input type accepts."""
+    schema = argument_schema(argument)
+    if schema.get("type") == "integer":
+        digits = len(str(schema.get("maximum", 10**9))) - 1
+        return f"[0-9]{{1,{max(digits, 1)}}}"
+    if schema.get("type") == "boolean":
+        return "(?:true|false)"
+    pattern = schema.get("pattern", "")
+    if pattern and "\\u0000" not in pattern:  # a closed alphabet (sku, category, money): no CSV escaping
+        return bounded(pattern.removeprefix("^").removesuffix("$"), schema.get("maxLength"))
+    return PLAIN_TEXT_CELL
+
+
+def bounded(pattern: str, max_length: int | None) -> str:
+    """``pattern`` with its ``*`` and ``+`` capped so that no match is longer than ``max_length``."""
+    if max_length is None:
+        return f"(?:{pattern})"
+    for cap in range(max_length, 0, -1):
+        capped = re.sub(r"(?<!\\)\*", f"{{0,{cap}}}", pattern)
+        capped = re.sub(r"(?<!\\)\+", f"{{1,{cap}}}", capped)
+        if sre_parse.parse(capped).getwidth()[1] <= max_length:
+            return f"(?:{capped})"
+    raise ValueError(f"no capped form of {pattern!r} fits {max_length} characters")
+
+
+def csv_file_pattern(columns_parser) -> str:
+    """A CSV file of the required columns that the import accepts: one safe form among the many it takes."""
+    required = [a for a in columns_parser.args if a.required]
+    header = ",".join(a.name for a in required)
+    row = ",".join(csv_cell_pattern(a) for a in required)
+    return f"^{header}\\r?\\n(?:{row}\\r?\\n){{1,20}}$"
+
+
 def csv_upload_body(columns_parser) -> dict:
     columns = columns_parser.args
     required = [a.name for a in columns if a.required]
@@ -167,9 +210,10 @@ def csv_upload_body(columns_parser) -> dict:
     description = (
         "A CSV file with a header row, as the body (text/csv) or as the multipart field `file`. "
         f"Required columns: {', '.join(required)}; optional: {', '.join(optional)}. Each row is "
-        "checked with the rules of the matching field of PUT /products/{product_id}."
+        "checked with the rules of the matching field of PUT /products/{product_id}. The schema's "
+        "pattern is one plain form that is always accepted; any CSV that keeps those rules is."
     )
-    upload = {"type": "string", "contentMediaType": CSV}
+    upload = {"type": "string", "contentMediaType": CSV, "pattern": csv_file_pattern(columns_parser)}
     return {
         "required": True,
         "description": description,
@@ -195,7 +239,7 @@ def request_body(contract: Contract, names: SchemaNames) -> dict | None:
     if name is not None:
         schema = names.add(name, schema)
     media_types = ("multipart/form-data",) if files else body_parsers[0].media_types
-    required = any(a.required for a in arguments + files)
+    required = any(a.required for a in arguments + files) and not any(p.body_optional for p in body_parsers)
     return {"required": required, "content": {media: {"schema": copy.deepcopy(schema)} for media in media_types}}
 
 

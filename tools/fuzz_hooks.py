@@ -1,4 +1,4 @@
-"""Schemathesis hooks for tests/fuzz.py (loaded through SCHEMATHESIS_HOOKS).
+"""Schemathesis hooks for tools/fuzz.py (loaded through SCHEMATHESIS_HOOKS).
 
 * The signed-in phases must not lock themselves out: a generated
   ``DELETE /users/<own id>`` or ``PATCH /users/<own id> {"role": "customer"}``
@@ -10,6 +10,13 @@
   so most POSTs would only ever meet "key used with another body" (422). Three
   valid keys in four get a unique suffix; the fourth is sent as drawn and
   keeps exercising replays and 422s.
+* Some values are valid only against the server's current state, which no
+  schema can say. An ``If-Match`` must name the item's current ETag, which a
+  generator cannot know: it is always sent as ``*`` (the 412s are tested in
+  tests/). A new username, email or sku must not exist yet (409), and an
+  ordered product must exist (400 otherwise): like the keys above, three in
+  four are made to fit the state (a unique suffix, an id of the demo
+  catalogue); the fourth is sent as drawn.
 * ``Prefer: return=minimal`` on a POST answers 201 with no body (DESIGN
   §8.2), which OpenAPI cannot say of a response it documents with a body, so
   the conformance checks would call it a failure. Generated POSTs ask for
@@ -26,6 +33,7 @@
 
 from __future__ import annotations
 
+import copy
 import itertools
 import os
 import threading
@@ -34,6 +42,7 @@ import schemathesis
 from hypothesis.internal import lambda_sources
 
 from myapi.common import inputs
+from myapi.seed import DEMO_PRODUCT_COUNT
 
 PROTECTED = os.environ.get("FUZZ_PROTECTED_USER_ID")
 IDEMPOTENCY_KEY = "Idempotency-Key"
@@ -64,14 +73,53 @@ def _unique_key(key: str, number: int) -> str | None:
     return key[: 255 - len(suffix)].rstrip() + suffix
 
 
+UNIQUE_FIELDS = {"username": (inputs.username, 32, "_"), "email": (inputs.email, 254, ""),
+                 "sku": (inputs.sku, 64, "-")}
+
+
+def _unique_body(body, number: int) -> None:
+    """Give the body's username, email and sku a unique suffix, if they are valid as drawn."""
+    if not isinstance(body, dict):
+        return
+    for name, (check, max_length, separator) in UNIQUE_FIELDS.items():
+        value = body.get(name)
+        try:
+            check(value)
+        except (ValueError, TypeError):
+            continue  # an invalid value stays as drawn: it tests the 400
+        if name == "email":
+            local, domain = value.strip().split("@", 1)
+            body[name] = f"{local[:40]}.{number}@{domain}"
+        else:
+            suffix = f"{separator}{number}"
+            body[name] = value.strip()[: max_length - len(suffix)] + suffix
+
+
+def _existing_products(body) -> None:
+    """Order lines name products of the demo catalogue (ids 1 to DEMO_PRODUCT_COUNT), if valid as drawn."""
+    items = body.get("items") if isinstance(body, dict) else None
+    for line in items if isinstance(items, list) else ():
+        product_id = line.get("product_id") if isinstance(line, dict) else None
+        if isinstance(product_id, int) and not isinstance(product_id, bool) and product_id >= 1:
+            line["product_id"] = 1 + (product_id - 1) % DEMO_PRODUCT_COUNT
+
+
 @schemathesis.hook
 def before_call(context, case, kwargs):
     if PROTECTED and case.path_parameters and str(case.path_parameters.get("user_id")) == PROTECTED:
         case.path_parameters["user_id"] = int(PROTECTED) + 1
     if case.method.upper() == "POST" and case.headers and case.headers.get("Prefer") == "return=minimal":
         case.headers["Prefer"] = "return=representation"
+    if case.headers and "If-Match" in case.headers:
+        case.headers["If-Match"] = "*"
     number = next(_calls)
-    if case.headers and isinstance(case.headers.get(IDEMPOTENCY_KEY), str) and number % 4:
+    if not number % 4:
+        return  # as drawn
+    if case.headers and isinstance(case.headers.get(IDEMPOTENCY_KEY), str):
         key = _unique_key(case.headers[IDEMPOTENCY_KEY], number)
         if key is not None:
             case.headers[IDEMPOTENCY_KEY] = key
+    if isinstance(case.body, dict):
+        case.body = copy.deepcopy(case.body)  # schemathesis may send the same body object again
+        _unique_body(case.body, number)
+        _existing_products(case.body)

@@ -20,8 +20,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -30,12 +28,17 @@ from pathlib import Path
 
 import requests
 
+if __package__ in (None, ""):  # run as a script: python tools/fuzz.py
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from tools.servers import ServerNotReady, myapi_env, start_myapi  # noqa: E402
+
 ROOT = Path(__file__).resolve().parent.parent
+CONFIG = Path(__file__).resolve().parent / "schemathesis.toml"  # fails the gate on validation_mismatch
 API = "/api/v1"
 CHECKS = "not_a_server_error,status_code_conformance,response_schema_conformance,content_type_conformance"
 MAX_EXAMPLES = os.environ.get("FUZZ_MAX_EXAMPLES", "25")
 SEED = os.environ.get("FUZZ_SEED", "1")
-WORKERS = os.environ.get("FUZZ_WORKERS", "1")  # see tests/fuzz_hooks.py on Python 3.11 and threads
+WORKERS = os.environ.get("FUZZ_WORKERS", "1")  # see tools/fuzz_hooks.py on Python 3.11 and threads
 
 ADMIN = ("fuzzadmin", "fuzz-admin-password")
 CUSTOMER = ("alice", "demo-customer-pass")  # from `myapi db seed --demo`
@@ -50,12 +53,6 @@ SELF_DESTRUCTIVE = ["deleteCurrentToken", "putCurrentUser", "patchCurrentUser", 
 KNOWN_BUGS: list[str] = []
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def myapi(*args: str, env: dict) -> None:
     subprocess.run([sys.executable, "-m", "myapi.cli", *args], env=env, check=True, cwd=ROOT,
                    stdout=subprocess.DEVNULL)
@@ -64,44 +61,6 @@ def myapi(*args: str, env: dict) -> None:
 def schemathesis_command() -> list[str]:
     st = Path(sys.executable).with_name("st")
     return [str(st)] if st.exists() else [sys.executable, "-m", "schemathesis.cli"]
-
-
-class Server:
-    def __init__(self, env: dict, log: Path):
-        self.env = env
-        self.log = log
-        self.process: subprocess.Popen | None = None
-        self.base = ""
-
-    def start(self) -> str:
-        for _attempt in range(3):  # a free port can be taken before gunicorn binds it
-            port = free_port()
-            with self.log.open("w") as out:
-                self.process = subprocess.Popen(
-                    [sys.executable, "-m", "myapi.cli", "serve", "--bind", f"127.0.0.1:{port}", "--workers", "2"],
-                    stdout=out, stderr=subprocess.STDOUT, env=self.env, cwd=ROOT, start_new_session=True,
-                )
-            self.base = f"http://127.0.0.1:{port}{API}"
-            deadline = time.monotonic() + 30
-            while time.monotonic() < deadline and self.process.poll() is None:
-                try:
-                    if requests.get(f"{self.base}/health", timeout=2).status_code == 200:
-                        return self.base
-                except requests.RequestException:
-                    pass
-                time.sleep(0.2)
-            self.stop()
-        raise SystemExit(f"myapi serve did not come up:\n{self.log.read_text()}")
-
-    def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(15)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(5)
 
 
 def sign_in(base: str, username: str, password: str) -> tuple[str, int]:
@@ -133,16 +92,17 @@ def summary_numbers(output: str) -> dict:
 def run_phase(name: str, base: str, workdir: Path, *, token: str | None, protected_id: int | None,
               excluded: list[str]) -> tuple[int, dict, float]:
     command = [
-        *schemathesis_command(), "run", f"{base}/openapi.json", "--url", base,
+        *schemathesis_command(), "--config-file", str(CONFIG), "run", f"{base}/openapi.json", "--url", base,
         "--checks", CHECKS,
         "--max-examples", MAX_EXAMPLES, "--seed", SEED, "--workers", WORKERS,
         "--generation-database", "none", "--request-timeout", "30", "--no-color",
-        "--report", "junit", "--report-dir", str(workdir / f"report-{name}"),
+        "--report", "junit,har" if os.environ.get("FUZZ_HAR") else "junit",
+        "--report-dir", str(workdir / f"report-{name}"),
     ]
     for operation_id in excluded:
         command += ["--exclude-operation-id", operation_id]
     env = {**os.environ, "SCHEMATHESIS_HOOKS": "fuzz_hooks",
-           "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT / "tests"), os.environ.get("PYTHONPATH")]))}
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT / "tools"), os.environ.get("PYTHONPATH")]))}
     env.pop("FUZZ_PROTECTED_USER_ID", None)
     if token:
         command += ["--header", f"Authorization: Bearer {token}"]
@@ -168,24 +128,18 @@ def main() -> int:
     started = time.monotonic()
     workdir = Path(tempfile.mkdtemp(prefix="myapi-fuzz-"))
     database_url = os.environ.get("FUZZ_DATABASE_URL") or f"sqlite:///{workdir / 'fuzz.db'}"
-    env = {name: value for name, value in os.environ.items() if not name.startswith("MYAPI_")}
-    env.update({
-        "MYAPI_DATABASE_URL": database_url,
-        "MYAPI_SECRET_KEY": "fuzz",
-        "MYAPI_RATELIMIT_ENABLED": "false",
-        "MYAPI_ARGON2_MEMORY_COST": "1024",  # cheap hashing: thousands of sign-ins and sign-ups
-        "MYAPI_ARGON2_TIME_COST": "1",
-        "MYAPI_LOG_LEVEL": "WARNING",
-        "XDG_RUNTIME_DIR": str(workdir),  # gunicorn's control socket, if any, stays ours
-    })
+    env = myapi_env(database_url, workdir, MYAPI_SECRET_KEY="fuzz")
     myapi("db", "upgrade", env=env)
     myapi("db", "seed", "--demo", env=env)
     myapi("users", "create-admin", ADMIN[0], "--email", "fuzzadmin@example.com", "--password", ADMIN[1], env=env)
 
-    server = Server(env, workdir / "server.log")
+    try:
+        server = start_myapi(env, workdir / "server.log", workers=2)
+    except ServerNotReady as error:
+        raise SystemExit(f"myapi serve did not come up: {error}") from None
+    base = server.url + API
     results = []
     try:
-        base = server.start()
         document = requests.get(f"{base}/openapi.json", timeout=30)
         if document.status_code != 200:
             raise SystemExit(f"GET {API}/openapi.json answered {document.status_code}: is it in app.py's route table?")

@@ -1,8 +1,8 @@
 """PostgreSQL chores for the Makefile: is a server there, and a fresh test database.
 
-    python tests/pgdb.py check SERVER_URL          exit 0 when the server answers
-    python tests/pgdb.py recreate SERVER_URL NAME  drop NAME if it exists, create it empty
-    python tests/pgdb.py url SERVER_URL NAME       print SERVER_URL with NAME as its database
+    python tools/pgdb.py check SERVER_URL          exit 0 when the server answers
+    python tools/pgdb.py recreate SERVER_URL NAME  drop NAME if it exists, create it empty
+    python tools/pgdb.py url SERVER_URL NAME       print SERVER_URL with NAME as its database
 """
 
 from __future__ import annotations
