@@ -5,6 +5,10 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# Where `make run` listens: `make run PORT=8000`, `make run HOST=0.0.0.0 PORT=8000` (on the command
+# line; a HOST or PORT in the environment, which some shells set, is not used).
+HOST = 127.0.0.1
+PORT = 5000
 PG_SERVER_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/postgres
 PG_TEST_DB ?= myapi_test
 PYTEST_ARGS ?=
@@ -22,7 +26,7 @@ install: $(STAMP)
 run: install
 	$(BIN)/myapi db upgrade
 	$(BIN)/myapi db seed --demo
-	$(BIN)/myapi serve --bind 127.0.0.1:5000
+	$(BIN)/myapi serve --bind $(HOST):$(PORT)
 
 test: install browser
 	$(BIN)/pytest $(PYTEST_ARGS)

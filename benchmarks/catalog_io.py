@@ -11,8 +11,9 @@ HTTP with ``requests``:
 
 1. imports a generated CSV of ``--rows`` products (fixed seed; the body is the
    file streamed from disk, ``Content-Type: text/csv``) — every row is new;
-2. imports the same file again — every row is an update;
-3. exports ``?format=csv`` and 4. ``?format=ndjson`` with ``stream=True``.
+2. imports the same file again — every row is unchanged (nothing is written);
+3. imports it with every stock one higher — every row is an update;
+4. exports ``?format=csv`` and 5. ``?format=ndjson`` with ``stream=True``.
 
 While each operation runs, a thread reads VmRSS and VmHWM from
 ``/proc/<pid>/status`` of every gunicorn worker every ~20 ms; the worker whose
@@ -69,8 +70,8 @@ from seeding import ADJECTIVES, CATEGORIES, NOUNS, WORDS  # noqa: E402
 # -- the data -------------------------------------------------------------------
 
 
-def generate_csv(path: Path, rows: int, seed: int) -> None:
-    """``rows`` valid products with sku SKU-0000001...; same seed, same bytes."""
+def generate_csv(path: Path, rows: int, seed: int, stock_offset: int = 0) -> None:
+    """``rows`` valid products with sku SKU-0000001...; same seed, same bytes (every stock + ``stock_offset``)."""
     rng = random.Random(seed)
     with path.open("w", encoding="utf-8", newline="") as fh:
         writer = csv.writer(fh, lineterminator="\r\n")
@@ -86,7 +87,7 @@ def generate_csv(path: Path, rows: int, seed: int) -> None:
                     description += '\nSecond line, with a comma and "quotes".'
             price = f"{rng.randint(1, 99_999) / 100:.2f}"
             writer.writerow((f"SKU-{i:07d}", name, description, rng.choice(CATEGORIES), price,
-                             rng.randint(0, 5000), "true" if rng.random() < 0.9 else "false"))
+                             rng.randint(0, 5000) + stock_offset, "true" if rng.random() < 0.9 else "false"))
 
 
 # -- databases ------------------------------------------------------------------
@@ -352,6 +353,8 @@ def run(kind: str, args: argparse.Namespace) -> tuple[list[Result], dict]:
         workdir = Path(tmp)
         csv_path = workdir / "products.csv"
         generate_csv(csv_path, args.rows, args.seed)
+        changed_path = workdir / "products-changed.csv"
+        generate_csv(changed_path, args.rows, args.seed, stock_offset=1)
         url = fresh_database(kind, workdir, args.pg_server_url)
         prepare(url)
         port = args.port or free_port()
@@ -364,8 +367,9 @@ def run(kind: str, args: argparse.Namespace) -> tuple[list[Result], dict]:
                 running.wait(60)
                 process = running.process
                 headers = sign_in(base)
-                for name in ("import (all new)", "re-import (all updates)"):
-                    results.append(import_csv(name, base, headers, csv_path, args.rows, process.pid))
+                for name, path in (("import (all new)", csv_path), ("re-import (same file)", csv_path),
+                                   ("import (every stock changed)", changed_path)):
+                    results.append(import_csv(name, base, headers, path, args.rows, process.pid))
                     report_progress(kind, results[-1])
                 for fmt in ("csv", "ndjson"):
                     results.append(export(fmt, base, headers, workdir, process.pid))

@@ -19,12 +19,14 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.routing import IntegerConverter
 
 from .common import auth, ratelimit
+from .common.bodies import BoundedRequest
 from .common.errors import handle_exception, request_id
 from .common.fields import API_PREFIX
 from .common.representations import render
 from .config import load_config
 from .db import init_app as init_db
-from .resources.docs import Docs, DocsAsset, OpenApiDocument
+from .resources.api_keys import ApiKey, ApiKeyList
+from .resources.docs import ApiIndex, Docs, DocsAsset, OpenApiDocument
 from .resources.health import Health
 from .resources.orders import Order, OrderExport, OrderList
 from .resources.products import Product, ProductExport, ProductImport, ProductList
@@ -75,6 +77,9 @@ def register_routes(api: Api) -> None:
     api.add_resource(TokenList, "/tokens")
     api.add_resource(CurrentToken, "/tokens/current")
 
+    api.add_resource(ApiKeyList, "/api-keys")
+    api.add_resource(ApiKey, "/api-keys/<id:key_id>")
+
     api.add_resource(UserList, "/users")
     api.add_resource(CurrentUser, "/users/me")
     api.add_resource(User, "/users/<id:user_id>")
@@ -92,6 +97,7 @@ def register_routes(api: Api) -> None:
     api.add_resource(RevenueByCategory, "/reports/revenue-by-category")
     api.add_resource(MonthlyRevenue, "/reports/monthly-revenue")
 
+    api.add_resource(ApiIndex, "/")  # /api/v1/ (also at / and /api/v1: create_app)
     api.add_resource(OpenApiDocument, "/openapi.json")
     api.add_resource(Docs, "/docs")
     api.add_resource(DocsAsset, "/docs/<filename>")
@@ -99,6 +105,7 @@ def register_routes(api: Api) -> None:
 
 def create_app(config: dict | None = None) -> Flask:
     app = Flask(__name__, instance_relative_config=True)
+    app.request_class = BoundedRequest  # 413 past the body limit, chunked or not (common/bodies.py)
     app.config.update(load_config(app.instance_path, config))
     app.config["PROPAGATE_EXCEPTIONS"] = False
     app.json.sort_keys = False
@@ -118,6 +125,10 @@ def create_app(config: dict | None = None) -> Flask:
     api = MyApi(prefix=API_PREFIX, catch_all_404s=True)
     register_routes(api)
     api.init_app(app)
+    # The index of links also answers where a person first knocks: the server's root, and the
+    # prefix without its slash (Werkzeug would otherwise redirect with an HTML page).
+    for url, endpoint in (("/", "root"), (API_PREFIX, "api_root")):
+        app.add_url_rule(url, endpoint=endpoint, view_func=ApiIndex.as_view(endpoint))
     register_rate_limits(app)
     # Errors outside flask-restful's routes take the same path.
     app.register_error_handler(Exception, handle_exception)

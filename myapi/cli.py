@@ -7,12 +7,15 @@ import sys
 
 import click
 
+from . import __version__
 from .app import create_app
+from .clihelp import HelpGroup
 from .db import get_db
 from .remote import remote
 
 
-@click.group()
+@click.group(cls=HelpGroup)
+@click.version_option(__version__, "--version", "-V", prog_name="myapi")
 def main() -> None:
     """myapi: a store back end on Flask-RESTful."""
 
@@ -41,14 +44,16 @@ def migrated_app():
               help="threads per worker (more than 1 uses gunicorn's gthread workers).")
 @click.option("--timeout", type=int, default=60, show_default=True, help="worker timeout in seconds.")
 def serve(bind: str, workers: int | None, threads: int, timeout: int) -> None:
-    """Serve the API with gunicorn.
+    """Serve the API with gunicorn (the database is MYAPI_DATABASE_URL).
 
-    Threaded workers by default: a sync worker sends no heartbeat while it
-    serves, so gunicorn's timeout killed long exports and imports mid-stream
-    (benchmarks/out/catalog_io-*.md); a gthread worker keeps beating. Two
-    threads, not more: in the worker sweep (benchmarks/SWEEP.md) 4 threads
-    raised the POST-order p99 for no more throughput.
+    Each worker serves two requests at a time by default (--threads), so a
+    long export or import never holds up the worker's heartbeat.
     """
+    # Threaded workers by default: a sync worker sends no heartbeat while it
+    # serves, so gunicorn's timeout killed long exports and imports mid-stream
+    # (benchmarks/out/catalog_io-*.md); a gthread worker keeps beating. Two
+    # threads, not more: in the worker sweep (benchmarks/SWEEP.md) 4 threads
+    # raised the POST-order p99 for no more throughput.
     from gunicorn.app.base import BaseApplication
 
     app = create_app()
@@ -56,6 +61,9 @@ def serve(bind: str, workers: int | None, threads: int, timeout: int) -> None:
         "bind": bind,
         "workers": workers or app.config["WORKERS"],
         "threads": threads,
+        # gunicorn's own workers, whose refusals of malformed requests
+        # (414, 431, 400...) are problem+json instead of an HTML page.
+        "worker_class": "myapi.serving.ThreadProblemWorker" if threads > 1 else "myapi.serving.SyncProblemWorker",
         "timeout": timeout,
         "keepalive": 5,
         # A list URL with filters, sort and fields= (percent-encoded non-ASCII
@@ -178,6 +186,51 @@ def create_admin(username: str, email: str, password: str | None) -> None:
             sys.exit(1)
         session.commit()
         click.echo(f"admin {user.username} created (id {user.id})", err=True)
+
+
+# -- API keys -------------------------------------------------------------------
+
+
+@main.group()
+def keys() -> None:
+    """API keys, made locally (to bootstrap a script before anyone can sign in)."""
+
+
+@keys.command("create")
+@click.argument("username")
+@click.option("--name", required=True, help="What the key is for, e.g. 'nightly accounting export'.")
+@click.option("--scope", "scopes", multiple=True, required=True, help="A scope; repeat for several.")
+@click.option("--expires-at", default=None, help="ISO 8601 date-time; default: never.")
+def create_key(username: str, name: str, scopes: tuple[str, ...], expires_at: str | None) -> None:
+    """Create an API key for USERNAME and print its secret (shown this once)."""
+    from .common import inputs
+    from .db import get_session
+    from .services import api_keys
+    from .services import users as users_service
+    from .services.errors import DomainError
+
+    values = {}
+    for field, check, value in (("name", inputs.text(100, 1), name), ("scope", inputs.scope_list, list(scopes)),
+                                ("expires-at", inputs.iso8601_datetime, expires_at)):
+        try:
+            values[field] = check(value) if value is not None else None
+        except ValueError as error:
+            raise click.BadParameter(str(error), param_hint=field) from None
+    app = migrated_app()
+    with app.app_context():
+        session = get_session()
+        user = users_service.find_by_username(session, username)
+        if user is None or not user.is_active:
+            raise click.ClickException(f"no active user {username!r}")
+        try:
+            issued = api_keys.create_key(session, user, name=values["name"], scopes=values["scope"],
+                                         expires_at=values["expires-at"])
+        except DomainError as error:
+            raise click.ClickException(error.detail) from None
+        session.commit()
+        click.echo(f"API key {issued.id} for {username} ({issued.scopes}); keep this secret, it is not shown again:",
+                   err=True)
+        click.echo(issued.secret)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -38,7 +38,8 @@ What the client does so that scripts do not have to:
   header.
 * **Streams.** ``export_products`` / ``export_orders`` write to a file while
   they download, and ``import_products`` uploads a file as a stream: memory
-  stays flat whatever the size. ``progress=True`` shows a tqdm bar (bytes).
+  stays flat whatever the size. ``progress=True`` shows a tqdm bar: rows
+  of an export (out of the server's ``X-Total-Count``), bytes of an upload.
 """
 
 from __future__ import annotations
@@ -46,13 +47,14 @@ from __future__ import annotations
 import os
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import IO, Any
 from urllib.parse import urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
+from urllib3.exceptions import ConnectTimeoutError, MaxRetryError
 from urllib3.util.retry import Retry
 
 from . import __version__, problems
@@ -232,24 +234,34 @@ class Page:
 
 
 class _Retry(Retry):
-    """urllib3's Retry, with the server's ``Retry-After`` capped (a script should not sleep for an hour)."""
+    """urllib3's Retry, with the server's ``Retry-After`` capped (a script should not sleep for an hour),
+    and told before it waits to retry a failed connection (``on_connection_retry(error, seconds)``)."""
 
     retry_after_max: float = 120.0
+    on_connection_retry: Callable[[BaseException, float], None] | None = None
 
     def new(self, **kw):
         new = super().new(**kw)
         new.retry_after_max = self.retry_after_max
+        new.on_connection_retry = self.on_connection_retry
         return new
 
     def get_retry_after(self, response):
         value = super().get_retry_after(response)
         return None if value is None else min(value, self.retry_after_max)
 
+    def sleep(self, response=None) -> None:
+        error = self.history[-1].error if self.history else None
+        if response is None and error is not None and self.on_connection_retry is not None:
+            self.on_connection_retry(error, self.get_backoff_time())
+        super().sleep(response)
 
-def make_retry(total: int, methods: Iterable[str], backoff_factor: float, retry_after_max: float) -> Retry:
+
+def make_retry(total: int, methods: Iterable[str], backoff_factor: float, retry_after_max: float,
+               connect: int | None = None) -> Retry:
     retry = _Retry(
         total=total,
-        connect=total,
+        connect=total if connect is None else connect,
         read=total,
         status=total,
         other=0,
@@ -262,6 +274,32 @@ def make_retry(total: int, methods: Iterable[str], backoff_factor: float, retry_
     )
     retry.retry_after_max = retry_after_max
     return retry
+
+
+def connection_reason(error: BaseException) -> str:
+    """Why a connection failed, in a few words: "connection refused", "name or service not known"..."""
+    current: BaseException | None = error
+    for _ in range(10):  # down the chain: requests' error, urllib3's MaxRetryError, its reason, the OSError
+        if current is None:
+            break
+        if isinstance(current, OSError) and current.strerror:
+            return current.strerror[:1].lower() + current.strerror[1:]
+        if isinstance(current, MaxRetryError):
+            following = current.reason
+        elif current.args and isinstance(current.args[0], BaseException):
+            following = current.args[0]
+        else:
+            following = current.__cause__ or current.__context__
+        if following is None and isinstance(current, (TimeoutError, ConnectTimeoutError)):
+            return "timed out"
+        current = following
+    return str(error)
+
+
+def unreachable(server: str, error: BaseException) -> str:
+    """``cannot reach http://127.0.0.1:5000: connection refused``: one line for a failed connection."""
+    parts = urlsplit(server)
+    return f"cannot reach {parts.scheme}://{parts.netloc}: {connection_reason(error)}"
 
 
 # -- streams ----------------------------------------------------------------------
@@ -301,29 +339,67 @@ class _ProgressReader:
         return position
 
 
-def _progress_bar(enabled: bool, total: int | None, description: str):
+def _progress_bar(enabled: bool, total: int | None, description: str, unit: str = "B"):
     if not enabled:
         return None
     from tqdm import tqdm
 
+    if unit != "B":
+        return tqdm(total=total, unit=f" {unit}", desc=description, leave=True)
     return tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=description, leave=True)
+
+
+class _RowCounter:
+    """Counts the rows of a CSV (its header left out) or NDJSON download as its chunks arrive.
+
+    A CSV line break inside a quoted cell ends no row: the quotes seen so far
+    say whether a chunk starts inside one (a doubled quote toggles twice).
+    """
+
+    def __init__(self, csv: bool):
+        self.csv = csv
+        self.quoted = False
+        self.header = csv
+
+    def __call__(self, chunk: bytes) -> int:
+        if not self.csv:
+            return chunk.count(b"\n")
+        if not self.quoted and b'"' not in chunk:
+            lines = chunk.count(b"\n")
+        else:
+            lines = 0
+            pieces = chunk.split(b'"')
+            for index, piece in enumerate(pieces):
+                if not self.quoted:
+                    lines += piece.count(b"\n")
+                if index < len(pieces) - 1:
+                    self.quoted = not self.quoted
+        if self.header and lines:
+            lines, self.header = lines - 1, False
+        return lines
 
 
 # -- the client -------------------------------------------------------------------
 
 
 class Client:
-    """The myapi API from Python. ``Client(base_url, token=None)`` or ``Client.login(base_url, user, password)``.
+    """The myapi API from Python: ``Client(base_url, api_key="myapi_…")`` (or ``MYAPI_API_KEY`` in the
+    environment), ``Client(base_url, token)``, or ``Client.login(base_url, user, password)``.
 
     ``base_url`` is the server (``http://127.0.0.1:5000``); ``/api/v1`` is
     added unless given. ``retries`` is the number of retries per request (0
     turns them off), ``backoff_factor`` the base of the exponential backoff,
     ``retry_after_max`` the longest ``Retry-After`` the client will honour.
+    ``connect_retries`` caps the retries of a connection that fails
+    (default: ``retries``; with 5 an unreachable server is given ~15 s), and
+    ``on_retry(message)`` is told before each such retry waits
+    (``myapi remote`` prints it).
     """
 
-    def __init__(self, base_url: str, token: str | None = None, *, timeout: float | tuple = DEFAULT_TIMEOUT,
-                 retries: int = 5, backoff_factor: float = 0.5, retry_after_max: float = 120.0,
-                 session: requests.Session | None = None):
+    def __init__(self, base_url: str, token: str | None = None, *, api_key: str | None = None,
+                 timeout: float | tuple = DEFAULT_TIMEOUT, retries: int = 5, backoff_factor: float = 0.5,
+                 retry_after_max: float = 120.0, session: requests.Session | None = None,
+                 connect_retries: int | None = None, on_retry: Callable[[str], None] | None = None):
         base = base_url.rstrip("/")
         if not base.endswith(API_PREFIX):
             base += API_PREFIX
@@ -335,15 +411,22 @@ class Client:
         self.session.headers["User-Agent"] = USER_AGENT
         self.session.headers["Accept"] = "application/json"
         every_method = IDEMPOTENT_METHODS | {"POST"}
-        self.session.mount("http://", HTTPAdapter(
-            max_retries=make_retry(retries, every_method, backoff_factor, retry_after_max)))
-        self.session.mount("https://", HTTPAdapter(
-            max_retries=make_retry(retries, every_method, backoff_factor, retry_after_max)))
+
+        def retry(methods) -> Retry:
+            policy = make_retry(retries, methods, backoff_factor, retry_after_max, connect_retries)
+            if on_retry is not None:
+                policy.on_connection_retry = lambda error, wait: on_retry(
+                    f"{unreachable(self.base_url, error)}; retrying " + (f"in {wait:g} s" if wait else "now"))
+            return policy
+
+        self.session.mount("http://", HTTPAdapter(max_retries=retry(every_method)))
+        self.session.mount("https://", HTTPAdapter(max_retries=retry(every_method)))
         # A sign-in has no Idempotency-Key: a POST that may have reached the
         # server is never sent twice (the longest mounted prefix wins).
-        self.session.mount(f"{self.base_url}/tokens", HTTPAdapter(
-            max_retries=make_retry(retries, IDEMPOTENT_METHODS, backoff_factor, retry_after_max)))
-        self.token = token
+        self.session.mount(f"{self.base_url}/tokens", HTTPAdapter(max_retries=retry(IDEMPOTENT_METHODS)))
+        # An API key (``myapi_…``, from POST /api-keys) is a bearer credential like a token; without
+        # either, MYAPI_API_KEY from the environment is used.
+        self.token = token or api_key or (os.environ.get("MYAPI_API_KEY") or None)
 
     @classmethod
     def login(cls, base_url: str, username: str, password: str, **options) -> Client:
@@ -463,6 +546,27 @@ class Client:
         self.request("DELETE", "/tokens/current")
         self.token = None
 
+    # -- API keys (with a sign-in token: a key cannot manage keys) -----------------
+
+    def create_api_key(self, name: str, scopes: Iterable[str], *, expires_at: str | None = None) -> Item:
+        """``POST /api-keys``: a new key; its ``secret`` is in this answer only."""
+        body: dict[str, Any] = {"name": name, "scopes": list(scopes)}
+        if expires_at is not None:
+            body["expires_at"] = expires_at
+        return self._item("POST", "/api-keys", json=body)
+
+    def list_api_keys(self, **params) -> Page:
+        """``GET /api-keys``: your keys (an admin: everyone's), never their secrets."""
+        return self._page("/api-keys", params)
+
+    def iter_api_keys(self, **filters) -> Iterator[dict]:
+        return self._iterate("/api-keys", filters)
+
+    def revoke_api_key(self, key: int | Mapping) -> None:
+        """``DELETE /api-keys/<id>``: the key stops working at once."""
+        key_id = key["id"] if isinstance(key, Mapping) else key
+        self.request("DELETE", f"/api-keys/{key_id}")
+
     # -- users -------------------------------------------------------------------
 
     def create_user(self, username: str, email: str, password: str, *, user_priority: int | None = None,
@@ -541,8 +645,9 @@ class Client:
         """``GET /products/export``, written to ``path`` as it downloads; returns the bytes written.
 
         ``format`` is csv, json or ndjson; ``filters`` are the list filters and ``sort``.
+        ``progress=True`` shows a bar of products out of the server's count (of bytes for json).
         """
-        return self._download("/products/export", path, format, progress, timeout, filters)
+        return self._download("/products/export", path, format, progress, timeout, filters, "products")
 
     def import_products(self, path: str | os.PathLike | IO[bytes], dry_run: bool = False, *,
                         progress: bool = False, timeout: float | tuple | None = None,
@@ -552,7 +657,8 @@ class Client:
         ``path`` is a file name or a binary file object (sent from its current
         position, which must be seekable so that a retry can rewind it).
 
-        Returns ``{"created", "updated", "rows", "dry_run"}``. Bad rows raise
+        Returns ``{"created", "updated", "unchanged", "rows", "dry_run"}`` (``unchanged``: rows equal
+        to the stored product, not written). Bad rows raise
         :class:`ValidationFailed` whose ``errors`` list ``{row, field, message}``
         (nothing was written). ``timeout`` defaults to a 10-minute read timeout:
         the answer comes once the whole file has been checked.
@@ -616,8 +722,13 @@ class Client:
 
     def export_orders(self, path: str | os.PathLike | IO[bytes], format: str = "csv", *, progress: bool = False,
                       timeout: float | tuple | None = None, **filters) -> int:
-        """``GET /orders/export`` written to ``path`` as it downloads (CSV: one row per order line)."""
-        return self._download("/orders/export", path, format, progress, timeout, filters)
+        """``GET /orders/export`` written to ``path`` as it downloads (CSV: one row per order line).
+
+        ``progress=True`` shows a bar of orders out of the server's count (CSV: of rows, without a
+        total; json: of bytes).
+        """
+        return self._download("/orders/export", path, format, progress, timeout, filters,
+                              "rows" if format == "csv" else "orders")
 
     # -- reports (admin) ---------------------------------------------------------
 
@@ -636,18 +747,26 @@ class Client:
 
     # -- downloads ---------------------------------------------------------------
 
-    def _download(self, path: str, target, format: str, progress: bool, timeout, filters: Mapping) -> int:
+    def _download(self, path: str, target, format: str, progress: bool, timeout, filters: Mapping,
+                  items: str = "rows") -> int:
         """Stream ``path`` into ``target`` (a path or a binary file); returns the bytes written.
 
         A path is written as ``<path>.part`` and renamed when the download is
         complete, so a broken download never leaves a file that looks whole.
+        The progress bar counts CSV and NDJSON rows, out of the server's
+        ``X-Total-Count`` when a row is one of its ``items`` (bytes for JSON).
         """
         params = {**filters, "format": format}
         response = self.request("GET", path, params=params, stream=True, headers={"Accept": "*/*"},
                                 timeout=timeout or self.timeout)
         owned = not hasattr(target, "write")
         partial = f"{os.fspath(target)}.part" if owned else None
-        bar = _progress_bar(progress, _int_or_none(response.headers.get("Content-Length")), "download")
+        rows = _RowCounter(csv=format == "csv") if format in ("csv", "ndjson") else None
+        if rows is None:
+            bar = _progress_bar(progress, _int_or_none(response.headers.get("Content-Length")), "download")
+        else:
+            total = _int_or_none(response.headers.get("X-Total-Count")) if items != "rows" else None
+            bar = _progress_bar(progress, total, "download", items)
         written = 0
         try:
             out = open(partial, "wb") if owned else target  # noqa: SIM115 (closed below)
@@ -656,7 +775,7 @@ class Client:
                     out.write(chunk)
                     written += len(chunk)
                     if bar is not None:
-                        bar.update(len(chunk))
+                        bar.update(len(chunk) if rows is None else rows(chunk))
             finally:
                 if owned:
                     out.close()

@@ -141,6 +141,38 @@ class Token(Base):
     user: Mapped[User] = relationship(back_populates="tokens")
 
 
+API_KEY_SCOPES = ("products:read", "products:write", "orders:read", "orders:write", "reports:read",
+                  "users:read", "webhooks:manage")
+
+
+class ApiKey(Base):
+    """A long-lived, revocable credential for scripts, limited to its scopes. Only the SHA-256 is stored."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(100))
+    # The first characters of the secret ("myapi_AbCd1234"): enough to tell keys apart, never enough to use one.
+    prefix: Mapped[str] = mapped_column(String(16))
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    scopes: Mapped[str] = mapped_column(String(200))  # space-separated, in API_KEY_SCOPES order
+    date_created: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    last_used_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, index=True)
+
+    user: Mapped[User] = relationship()
+
+    @property
+    def scope_set(self) -> frozenset[str]:
+        return frozenset(self.scopes.split())
+
+    @property
+    def scope_list(self) -> list[str]:
+        return self.scopes.split()
+
+
 class Product(Timestamped, Base):
     __tablename__ = "products"
 

@@ -48,6 +48,11 @@ IDEMPOTENCY_KEY_REUSED = _type("idempotency-key-reused", 422, "Unprocessable Con
                                "The Idempotency-Key was used before with another request.")
 IDEMPOTENCY_KEY_IN_PROGRESS = _type("idempotency-key-in-progress", 409, "Conflict",
                                     "A request with this Idempotency-Key is still running; retry shortly.")
+INVALID_TOKEN = _type("invalid-token", 401, "Unauthorized",
+                      "The Authorization header names no valid credential: an unknown, expired or revoked token "
+                      "or API key, or a deactivated account (RFC 6750 invalid_token).")
+INSUFFICIENT_SCOPE = _type("insufficient-scope", 403, "Forbidden",
+                           "The API key lacks the scope this operation needs; `errors.scope` names it.")
 UNAVAILABLE = _type("service-unavailable", 503, "Service Unavailable",
                     "The database is not answering; retry after Retry-After seconds.")
 
@@ -60,5 +65,6 @@ NOT_FOUND = ProblemType(BLANK, 404, "Not Found")
 CATALOGUE: dict[str, ProblemType] = {
     kind.uri: kind
     for kind in (VALIDATION, CONFLICT, INSUFFICIENT_STOCK, CONCURRENT_UPDATE, PRECONDITION_FAILED,
-                 IDEMPOTENCY_KEY_REUSED, IDEMPOTENCY_KEY_IN_PROGRESS, UNAVAILABLE)
+                 IDEMPOTENCY_KEY_REUSED, IDEMPOTENCY_KEY_IN_PROGRESS, INVALID_TOKEN, INSUFFICIENT_SCOPE,
+                 UNAVAILABLE)
 }

@@ -25,10 +25,15 @@ from urllib.parse import urlsplit
 import click
 import requests
 
-from .client import API_PREFIX, ApiError, Client, RateLimited, Unauthorized
+from .client import API_PREFIX, ApiError, Client, RateLimited, Unauthorized, unreachable
+from .clihelp import HelpGroup
 from .csvcells import plain_cell
+from .models import API_KEY_SCOPES
 
 DEFAULT_URL = "http://127.0.0.1:5000"
+#: A command talks to a person: a server that does not answer gets two quick, announced
+#: retries (about a second), not the ~15 s of silence a script's client allows.
+CONNECT_RETRIES = 2
 CONFIG_FILE = "remote.json"
 
 PRODUCT_COLUMNS = ("id", "sku", "name", "category", "price", "stock", "is_available")
@@ -80,16 +85,31 @@ def server_of(url: str) -> str:
     return f"{parts.scheme.lower()}://{parts.netloc.lower()}{parts.path}"
 
 
-def connect() -> Client:
-    """A client for MYAPI_URL / the stored URL, with MYAPI_TOKEN / the stored token."""
+def credentials(url: str | None = None) -> tuple[str | None, str | None]:
+    """The server and the bearer credential a command or a script should use, either possibly None.
+
+    The server: ``url``, else MYAPI_URL, else the one `login` stored. The
+    credential: MYAPI_TOKEN, then an API key (MYAPI_API_KEY), then the token
+    `login` stored, if it came from that same server. examples/ use it too.
+    """
     stored = load_stored()
-    url = os.environ.get("MYAPI_URL") or stored.get("url")
+    url = url or os.environ.get("MYAPI_URL") or stored.get("url") or None
+    token = os.environ.get("MYAPI_TOKEN") or os.environ.get("MYAPI_API_KEY") or None
+    if token is None and url and stored.get("token") and server_of(stored.get("url", "")) == server_of(url):
+        token = stored["token"]
+    return url, token
+
+
+def connect() -> Client:
+    """A client for MYAPI_URL / the stored URL, with MYAPI_TOKEN / MYAPI_API_KEY / the stored token."""
+    url, token = credentials()
     if not url:
         raise click.ClickException("no server: run `myapi remote login` or set MYAPI_URL")
-    token = os.environ.get("MYAPI_TOKEN") or None
-    if token is None and stored.get("token") and server_of(stored.get("url", "")) == server_of(url):
-        token = stored["token"]
-    return Client(url, token)
+    return Client(url, token, **client_options())
+
+
+def client_options() -> dict:
+    return {"connect_retries": CONNECT_RETRIES, "on_retry": lambda message: click.echo(message, err=True)}
 
 
 # -- output -----------------------------------------------------------------------
@@ -111,6 +131,8 @@ def flat(record: Mapping, prefix: str = "") -> dict:
     for key, value in record.items():
         if isinstance(value, Mapping):
             out.update(flat(value, f"{prefix}{key}."))
+        elif isinstance(value, list) and not any(isinstance(item, Mapping) for item in value):
+            out[f"{prefix}{key}"] = " ".join(map(str, value))  # e.g. a key's scopes
         else:
             out[f"{prefix}{key}"] = value
     return out
@@ -192,14 +214,20 @@ def report_error(error: ApiError) -> None:
 # -- the command group ------------------------------------------------------------
 
 
-class RemoteGroup(click.Group):
+class RemoteGroup(HelpGroup):
     """Turns API and connection errors of every sub-command into a message and exit status 1."""
+
+    group_class = HelpGroup
 
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
         except ApiError as error:
             report_error(error)
+            ctx.exit(1)
+        except requests.ConnectionError as error:
+            server = error.request.url if error.request is not None else "the server"
+            click.echo(f"error: {unreachable(server, error)}", err=True)
             ctx.exit(1)
         except requests.RequestException as error:
             click.echo(f"error: cannot talk to the server: {error}", err=True)
@@ -253,7 +281,7 @@ def remote() -> None:
 @click.option("--password", prompt=True, hide_input=True)
 def login(url: str, username: str, password: str) -> None:
     """Sign in and keep the token in your config dir (0600)."""
-    client = Client.login(url, username, password)
+    client = Client.login(url, username, password, **client_options())
     path = store(server_of(url), client.token)
     click.echo(f"signed in to {server_of(url)} as {username}; token kept in {path}", err=True)
     if os.environ.get("MYAPI_TOKEN"):
@@ -307,7 +335,7 @@ def products_list(fmt, limit, **filters) -> None:
 @EXPORT_FORMAT
 @PROGRESS
 def products_export(file, fmt, progress, **filters) -> None:
-    """Download the catalogue to FILE (``-``: stdout) as it streams."""
+    """Download the catalogue to FILE (- for stdout) as it streams."""
     download(connect().export_products, file, fmt, progress, filters)
 
 
@@ -319,7 +347,8 @@ def products_import(file, dry_run, progress) -> None:
     """Upload a CSV (sku,name,category,price,stock[,description,is_available]); all or nothing."""
     client = connect()
     result = client.import_products(file, dry_run=dry_run, progress=show_progress(progress))
-    summary = f"{result['rows']} rows: {result['created']} created, {result['updated']} updated"
+    summary = (f"{result['rows']} rows: {result['created']} created, {result['updated']} updated, "
+               f"{result.get('unchanged', 0)} unchanged")
     click.echo(f"dry run, nothing written: {summary}" if result.get("dry_run") else f"imported {summary}")
 
 
@@ -347,7 +376,7 @@ def orders_list(fmt, limit, **filters) -> None:
 @EXPORT_FORMAT
 @PROGRESS
 def orders_export(file, fmt, progress, **filters) -> None:
-    """Download orders to FILE (``-``: stdout); CSV has one row per order line."""
+    """Download orders to FILE (- for stdout); CSV has one row per order line."""
     download(connect().export_orders, file, fmt, progress, filters)
 
 
@@ -382,3 +411,39 @@ def revenue_by_category(interval, fmt) -> None:
 def monthly_revenue(year, fmt) -> None:
     """Twelve months of revenue with a running total."""
     output(connect().monthly_revenue(year=year), fmt)
+
+
+@remote.group()
+def keys() -> None:
+    """API keys for scripts (needs a sign-in: `myapi remote login`)."""
+
+
+KEY_COLUMNS = ("id", "name", "prefix", "scopes", "expires_at", "last_used_at", "revoked_at")
+
+
+@keys.command("create")
+@click.argument("name")
+@click.option("--scope", "scopes", multiple=True, required=True, type=click.Choice(API_KEY_SCOPES),
+              help="What the key may do; repeat for several.")
+@click.option("--expires-at", help="ISO 8601 date-time; default: never.")
+def keys_create(name, scopes, expires_at) -> None:
+    """Create a key and print its secret: the only time it is shown."""
+    key = connect().create_api_key(name, scopes, expires_at=expires_at)
+    click.echo(f"API key {key['id']} ({', '.join(key['scopes'])}); keep this secret, it is not shown again:",
+               err=True)
+    click.echo(key["secret"])
+
+
+@keys.command("list")
+@FORMAT
+def keys_list(fmt) -> None:
+    """Your keys (an admin: everyone's), never their secrets."""
+    output(connect().iter_api_keys(), fmt, KEY_COLUMNS)
+
+
+@keys.command("revoke")
+@click.argument("key_id", type=click.IntRange(1))
+def keys_revoke(key_id) -> None:
+    """Revoke a key: it stops working at once."""
+    connect().revoke_api_key(key_id)
+    click.echo(f"API key {key_id} revoked", err=True)

@@ -26,7 +26,7 @@ from myapi.services import users as users_service
 from tools.servers import ServerProcess, myapi_env, start_myapi
 
 PG_URL = os.environ.get("MYAPI_TEST_DATABASE_URL")
-TABLES = ("idempotency_keys", "order_items", "orders", "tokens", "products", "users")
+TABLES = ("api_keys", "idempotency_keys", "order_items", "orders", "tokens", "products", "users")
 
 PASSWORD = "correct-horse-battery"
 
@@ -204,11 +204,12 @@ def start_server(database_url, tmp_path_factory):
     """A factory: each call starts another ``myapi serve`` on the test's database; all stop at teardown."""
     servers: list[ServerProcess] = []
 
-    def start(workers: int = 4, env: dict | None = None) -> ServerProcess:
+    def start(workers: int = 4, env: dict | None = None, **options) -> ServerProcess:
+        """``options``: ``threads``, ``timeout``, ``entry`` (tools.servers.myapi_server)."""
         workdir = tmp_path_factory.mktemp("gunicorn")
         try:
             server = start_myapi(myapi_env(database_url, workdir, **(env or {})), workdir / "server.log",
-                                 workers=workers)
+                                 workers=workers, **options)
         except RuntimeError as error:
             pytest.fail(str(error))
         servers.append(server)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
+import subprocess
 
 import pytest
 from sqlalchemy import func, select
@@ -55,7 +57,7 @@ def test_health_is_503_when_the_database_is_gone(app_config):
 
 
 def test_unknown_route_is_problem_json(client):
-    for path in ("/api/v1/nope", "/", "/favicon.ico"):
+    for path in ("/api/v1/nope", "/favicon.ico"):
         response = client.get(path)
         assert response.status_code == 404
         assert response.mimetype == "application/problem+json"
@@ -102,6 +104,9 @@ def test_oversized_body_is_413(client, db_session):
     response = client.post(f"{API}/users", data=json.dumps({"username": big}), content_type="application/json")
     assert response.status_code == 413
     assert response.mimetype == "application/problem+json"
+    # Issue 18: the answer names the limit and the setting that sets it.
+    assert response.get_json()["detail"] == (
+        "The request body is larger than 1 MiB (1048576 bytes), the limit set by MYAPI_MAX_CONTENT_LENGTH.")
     assert db_session.scalar(select(func.count()).select_from(User)) == 0
 
 
@@ -208,3 +213,122 @@ def test_reads_run_without_a_transaction_on_postgresql_and_writes_in_one(app, cl
     if engine.dialect.name == "postgresql":
         assert all(autocommit is True for _, autocommit in reads)
         assert writes and all(autocommit is False for _, autocommit in writes)
+
+
+# -- the first hour of a new user (issue 18) -----------------------------------------
+
+
+INDEX_LINKS = {"docs": f"{API}/docs", "openapi": f"{API}/openapi.json", "health": f"{API}/health"}
+
+
+@pytest.mark.parametrize("path", ["/", API, f"{API}/"])
+def test_the_root_and_the_prefix_answer_an_index_of_links(client, path):
+    response = client.get(path)
+    assert response.status_code == 200 and response.mimetype == "application/json"
+    body = response.get_json()
+    assert body["links"] == INDEX_LINKS and body["name"] == "myapi" and body["version"]
+    for link in body["links"].values():
+        assert client.get(link).status_code == 200
+
+
+@pytest.mark.parametrize(("method", "path", "meant"), [
+    ("get", "/products", f"{API}/products"),
+    ("post", "/products", f"{API}/products"),
+    ("get", "/products/7", f"{API}/products/7"),
+    ("get", f"{API}/products/", f"{API}/products"),
+    ("get", "/products/", f"{API}/products"),
+    ("delete", f"{API}/orders/3/", f"{API}/orders/3"),
+    ("get", f"{API}/docs/", f"{API}/docs"),
+    ("get", "/health", f"{API}/health"),
+])
+def test_a_url_without_the_prefix_or_with_a_trailing_slash_says_what_was_meant(client, method, path, meant):
+    response = getattr(client, method)(path)
+    assert response.status_code == 404 and response.mimetype == "application/problem+json"
+    assert response.get_json()["detail"] == (
+        f"No such URL: {path}. Did you mean {meant}? Every URL of the API is listed at {API}/docs.")
+    assert response.headers["Link"] == f'<{API}/docs>; rel="service-doc", <{API}/openapi.json>; rel="service-desc"'
+
+
+@pytest.mark.parametrize("path", ["/nothing", f"{API}/nothing", f"{API}/products/0", "/favicon.ico"])
+def test_any_other_unknown_url_points_at_the_docs(client, path):
+    response = client.get(path)
+    assert response.status_code == 404 and response.mimetype == "application/problem+json"
+    assert response.get_json()["detail"] == (
+        f"No such URL: {path}. The API is under {API}/ (an index of links); every URL is listed at {API}/docs, "
+        f"and described in {API}/openapi.json.")
+    assert "service-doc" in response.headers["Link"]
+
+
+def test_a_missing_item_keeps_its_own_404(client):
+    response = client.get(f"{API}/products/99")
+    assert response.status_code == 404 and response.get_json()["detail"] == "No product 99."
+    assert "Link" not in response.headers
+
+
+SIGNUP = {"username": "zoe", "email": "zoe@example.com", "password": "a-long-password"}
+LOOKS_LIKE_JSON = ("The body looks like JSON but was sent as application/x-www-form-urlencoded: "
+                   "send Content-Type: application/json.")
+EVERY_BODY_TYPE = "application/json, application/x-www-form-urlencoded, multipart/form-data"
+
+
+def test_json_sent_as_a_form_says_to_send_content_type_json(client, db_session):
+    """curl -d '{...}' sends application/x-www-form-urlencoded: it used to be a 400 listing every required
+    field plus the whole JSON text as one unknown field."""
+    response = client.post(f"{API}/users", data=json.dumps(SIGNUP), content_type="application/x-www-form-urlencoded")
+    assert response.status_code == 415 and response.mimetype == "application/problem+json"
+    assert response.get_json()["detail"] == LOOKS_LIKE_JSON
+    assert response.headers["Accept-Post"] == EVERY_BODY_TYPE
+    assert db_session.scalar(select(func.count()).select_from(User)) == 0
+
+    unlabelled = client.post(f"{API}/users", data="  \n" + json.dumps(SIGNUP), content_type="")
+    assert unlabelled.status_code == 415
+    assert unlabelled.get_json()["detail"] == ("The body looks like JSON but was sent without a Content-Type: "
+                                               "send Content-Type: application/json.")
+    # A real form still works, and the same JSON labelled as JSON.
+    form = "username=zoe&email=zoe%40example.com&password=a-long-password"
+    assert client.post(f"{API}/users", data=form, content_type="application/x-www-form-urlencoded").status_code == 201
+
+
+def test_json_sent_as_a_form_to_a_json_only_operation(client, customer):
+    body = json.dumps({"items": [{"product_id": 1, "quantity": 1}], "shipping_address": "1 High Street"})
+    response = client.post(f"{API}/orders", data=body, content_type="application/x-www-form-urlencoded",
+                           headers=customer.headers)
+    assert response.status_code == 415 and response.get_json()["detail"] == LOOKS_LIKE_JSON
+
+
+def test_a_415_names_every_type_the_operation_accepts(client, admin):
+    response = client.post(f"{API}/users", data="username=x", content_type="text/plain")
+    assert response.get_json()["detail"] == ("text/plain is not accepted here: send the body as application/json, "
+                                             "application/x-www-form-urlencoded or multipart/form-data.")
+    assert response.headers["Accept-Post"] == EVERY_BODY_TYPE
+    imported = client.post(f"{API}/products/import", data="sku\n", content_type="application/json",
+                           headers=admin.headers)
+    assert imported.get_json()["detail"] == ("application/json is not accepted here: send the body as text/csv or "
+                                             "multipart/form-data.")
+
+
+def test_curl_d_with_json_as_a_new_user_types_it(live_server, db_session):
+    curl = shutil.which("curl")
+    if curl is None:
+        pytest.skip("curl is not installed")
+    done = subprocess.run([curl, "-s", "-d", json.dumps(SIGNUP), "-w", "\n%{http_code} %{content_type}",
+                           f"{live_server}{API}/users"], capture_output=True, text=True, timeout=30, check=True)
+    body, _, status = done.stdout.rpartition("\n")
+    assert status == "415 application/problem+json"
+    assert json.loads(body)["detail"] == LOOKS_LIKE_JSON
+
+
+@pytest.mark.parametrize(("query", "message"), [
+    ("catgory=tea", "Unknown query parameter. Did you mean `category`? Valid parameters: category, q, min_price, "
+                    "max_price, in_stock, is_available, updated_since, sort, page, per_page, fields, format."),
+    ("Category=tea", "Unknown query parameter. Did you mean `category`? Valid parameters: category, q, min_price, "
+                     "max_price, in_stock, is_available, updated_since, sort, page, per_page, fields, format."),
+    ("perpage=5", "Unknown query parameter. Did you mean `per_page`? Valid parameters: category, q, min_price, "
+                  "max_price, in_stock, is_available, updated_since, sort, page, per_page, fields, format."),
+    ("colour=red", "Unknown query parameter. Valid parameters: category, q, min_price, max_price, in_stock, "
+                   "is_available, updated_since, sort, page, per_page, fields, format."),
+])
+def test_an_unknown_query_parameter_suggests_the_valid_ones(client, query, message):
+    response = client.get(f"{API}/products?{query}")
+    assert response.status_code == 400
+    assert response.get_json()["errors"] == {query.split("=")[0]: message}

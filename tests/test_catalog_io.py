@@ -40,7 +40,7 @@ def good_file(n: int = 3, start: int = 1) -> str:
 def test_import_creates_products(client, admin, db_session):
     response = csv_post(client, admin, good_file(3))
     assert response.status_code == 200, response.get_json()
-    assert response.get_json() == {"created": 3, "updated": 0, "rows": 3, "dry_run": False}
+    assert response.get_json() == {"created": 3, "updated": 0, "unchanged": 0, "rows": 3, "dry_run": False}
     product = db_session.scalars(select(Product).where(Product.sku == "SKU-00002")).one()
     assert product.price == Decimal("2.25") and product.stock == 4 and product.category == "cat-2"
 
@@ -49,7 +49,7 @@ def test_import_upserts_by_sku_and_bumps_versions(client, admin, db_session):
     csv_post(client, admin, good_file(3))
     response = csv_post(client, admin, HEADER + "SKU-00002,Renamed,,cat-9,9.99,1,false\r\n"
                         + "SKU-00009,New one,,cat-1,1.00,1,\r\n")
-    assert response.get_json() == {"created": 1, "updated": 1, "rows": 2, "dry_run": False}
+    assert response.get_json() == {"created": 1, "updated": 1, "unchanged": 0, "rows": 2, "dry_run": False}
     product = db_session.scalars(select(Product).where(Product.sku == "SKU-00002")).one()
     assert (product.name, product.price, product.is_available, product.version) == (
         "Renamed", Decimal("9.99"), False, 2)
@@ -100,7 +100,7 @@ def test_a_bad_row_after_many_good_batches_still_writes_nothing(client, admin, d
 def test_dry_run_validates_and_counts_but_writes_nothing(client, admin, db_session):
     response = csv_post(client, admin, good_file(5), "?dry_run=true")
     assert response.status_code == 200
-    assert response.get_json() == {"created": 5, "updated": 0, "rows": 5, "dry_run": True}
+    assert response.get_json() == {"created": 5, "updated": 0, "unchanged": 0, "rows": 5, "dry_run": True}
     assert product_count(db_session) == 0
 
 
@@ -166,6 +166,8 @@ def test_oversized_import_is_413(app, admin, db_session):
     response = csv_post(app.test_client(), admin, good_file(100))
     assert response.status_code == 413
     assert response.mimetype == "application/problem+json"
+    assert response.get_json()["detail"] == (
+        "The request body is larger than 1000 bytes, the limit set by MYAPI_MAX_IMPORT_BYTES.")
     assert product_count(db_session) == 0
 
 
@@ -186,10 +188,11 @@ def test_concurrent_imports_of_the_same_skus(live_server, admin, db_session):
     for thread in threads:
         thread.join()
     assert sorted(code for code, _ in results) == [200, 200]
-    assert sorted((r["created"], r["updated"]) for _, r in results) == [(0, 3000), (3000, 0)]
+    # The second to run finds every row as the first left it: nothing to write.
+    assert sorted((r["created"], r["updated"], r["unchanged"]) for _, r in results) == [(0, 0, 3000), (3000, 0, 0)]
     assert product_count(db_session) == 3000
     versions = set(db_session.scalars(select(Product.version)))
-    assert versions == {2}
+    assert versions == {1}
 
 
 # -- export ---------------------------------------------------------------------
@@ -251,7 +254,8 @@ def test_an_exported_file_imports_again_as_it_is(client, admin, imported, db_ses
         exported = response.data
     response = csv_post(client, admin, exported)
     assert response.status_code == 200, response.get_json()
-    assert response.get_json() == {"created": 0, "updated": 31, "rows": 31, "dry_run": False}
+    # Only EVIL-1 changes: its formula cells come back with the apostrophe the export added.
+    assert response.get_json() == {"created": 0, "updated": 1, "unchanged": 30, "rows": 31, "dry_run": False}
     db_session.rollback()
     evil = db_session.scalars(select(Product).where(Product.sku == "EVIL-1")).one()
     # The neutralising apostrophe comes back in: a round trip never re-arms a formula.
@@ -339,21 +343,98 @@ def test_import_keeps_backslashes_tabs_and_line_breaks_exactly(client, admin, db
     assert stored == {sku: (name, description) for sku, name, description in rows}
 
 
-def test_batches_count_created_and_updated_and_the_last_repeat_wins(client, admin, db_session, small_batches):
+def test_batches_count_created_updated_and_unchanged(client, admin, db_session, small_batches):
     first = csv_post(client, admin, good_file(250))  # three batches
-    assert first.get_json() == {"created": 250, "updated": 0, "rows": 250, "dry_run": False}
-    # 150 existing skus (in two batches), 100 new ones, and SKU-00007 twice in
-    # different batches: the later row wins.
-    body = (good_file(250, start=101)
-            + "SKU-00007,First repeat,,tea,1.00,1,true\r\n"
-            + "".join(f"SKU-9{i:04d},Filler,,tea,1.00,1,true\r\n" for i in range(120))
-            + "SKU-00007,Last repeat,,tea,2.00,2,false\r\n")
+    assert first.get_json() == {"created": 250, "updated": 0, "unchanged": 0, "rows": 250, "dry_run": False}
+    # 150 existing skus (in two batches, SKU-00007 and SKU-00200 changed), 100 new ones, 120 fillers.
+    body = (good_file(250, start=101).replace("SKU-00200,Product 200,", "SKU-00200,Renamed 200,")
+            + "SKU-00007,Changed,,tea,1.00,1,true\r\n"
+            + "".join(f"SKU-9{i:04d},Filler,,tea,1.00,1,true\r\n" for i in range(120)))
     second = csv_post(client, admin, body)
-    assert second.get_json() == {"created": 220, "updated": 152, "rows": 372, "dry_run": False}
+    assert second.get_json() == {"created": 220, "updated": 2, "unchanged": 149, "rows": 371, "dry_run": False}
     assert product_count(db_session) == 250 + 100 + 120
-    repeated = db_session.scalars(select(Product).where(Product.sku == "SKU-00007")).one()
-    assert (repeated.name, repeated.price, repeated.stock, repeated.is_available, repeated.version) == (
-        "Last repeat", Decimal("2.00"), 2, False, 3)
+    versions = dict(db_session.execute(select(Product.sku, Product.version)).all())
+    assert (versions["SKU-00007"], versions["SKU-00200"], versions["SKU-00150"], versions["SKU-00006"]) == (2, 2, 1, 1)
+
+
+def test_reimporting_an_unchanged_file_writes_nothing(client, admin, db_session):
+    """Issue 18: the second import of the same file answered {"updated": 2} and moved every ETag."""
+    body = HEADER + "TEA-1,Sencha,Green,tea,4.50,10,true\r\nTEA-2,Matcha,,tea,9.00,5,false\r\n"
+    assert csv_post(client, admin, body).get_json()["created"] == 2
+    before = {p.sku: (p.version, p.date_updated) for p in db_session.scalars(select(Product))}
+    etag = client.get(f"{API}/products/1").headers["ETag"]
+
+    again = csv_post(client, admin, body)
+    assert again.get_json() == {"created": 0, "updated": 0, "unchanged": 2, "rows": 2, "dry_run": False}
+    db_session.rollback()  # a fresh snapshot
+    assert {p.sku: (p.version, p.date_updated) for p in db_session.scalars(select(Product))} == before
+    assert client.get(f"{API}/products/1").headers["ETag"] == etag == '"v1"'
+    assert client.get(f"{API}/products/1", headers={"If-None-Match": etag}).status_code == 304
+
+    # One cell differs: that row alone is written. A value equal once parsed ("4.5", "TRUE") is no change.
+    changed = body.replace("9.00,5,false", "9.00,6,false").replace("4.50,10,true", "4.5,10,TRUE")
+    answer = csv_post(client, admin, changed).get_json()
+    assert (answer["created"], answer["updated"], answer["unchanged"]) == (0, 1, 1)
+    db_session.rollback()  # a fresh snapshot
+    after = {p.sku: (p.version, p.date_updated) for p in db_session.scalars(select(Product))}
+    assert after["TEA-1"] == before["TEA-1"]
+    assert after["TEA-2"][0] == 2 and after["TEA-2"][1] > before["TEA-2"][1]
+
+    # Every column the import writes counts: a file without the description column resets it to "".
+    short = "sku,name,category,price,stock,is_available\r\nTEA-1,Sencha,tea,4.50,10,true\r\n"
+    assert csv_post(client, admin, short).get_json()["updated"] == 1
+    db_session.rollback()  # a fresh snapshot
+    assert db_session.scalars(select(Product).where(Product.sku == "TEA-1")).one().description == ""
+
+
+def test_a_dry_run_counts_unchanged_rows_too(client, admin, db_session):
+    csv_post(client, admin, good_file(3))
+    body = good_file(4).replace("Product 2,", "Product two,")
+    response = csv_post(client, admin, body, "?dry_run=true")
+    assert response.get_json() == {"created": 1, "updated": 1, "unchanged": 2, "rows": 4, "dry_run": True}
+    assert product_count(db_session) == 3
+
+
+def test_a_sku_twice_in_one_file_is_a_row_error_naming_both_rows(client, admin, db_session):
+    """Issue 18: a repeated sku was silently accepted ({"created": 1, "rows": 2}: which row won?)."""
+    body = HEADER + "TEA-1,Sencha,,tea,4.50,10,true\r\nTEA-1,Sencha again,,tea,5.00,1,true\r\n"
+    response = csv_post(client, admin, body)
+    assert response.status_code == 400
+    problem = response.get_json()
+    assert problem["errors"] == [{"row": 3, "field": "sku", "message": "TEA-1 is on rows 2 and 3: a file may name a "
+                                                                       "sku once."}]
+    assert problem["error_count"] == 1
+    assert product_count(db_session) == 0
+    dry = csv_post(client, admin, body, "?dry_run=true")
+    assert dry.status_code == 400 and dry.get_json()["errors"] == problem["errors"]
+
+
+def test_repeats_across_batches_are_found_with_the_other_errors(client, admin, db_session, small_batches):
+    body = (good_file(250)                                           # rows 2-251: three batches
+            + "SKU-00007,Again,,tea,1.00,1,true\r\n"                 # row 252: repeats row 8 (batch 1)
+            + "SKU-X,Bad,,tea,free,1,true\r\n"                      # row 253: a bad price
+            + "SKU-00240,Again,,tea,1.00,1,true\r\n"                # row 254: repeats row 241 (batch 3)
+            + "SKU-00007,Third time,,tea,1.00,1,true\r\n")          # row 255: repeats row 252 (same batch)
+    problem = csv_post(client, admin, body).get_json()
+    assert [(e["row"], e["field"]) for e in problem["errors"]] == [(252, "sku"), (253, "price"), (254, "sku"),
+                                                                   (255, "sku")]
+    messages = [e["message"] for e in problem["errors"]]
+    assert messages[0] == "SKU-00007 is on rows 8 and 252: a file may name a sku once."
+    assert messages[2] == "SKU-00240 is on rows 241 and 254: a file may name a sku once."
+    assert messages[3] == "SKU-00007 is on rows 252 and 255: a file may name a sku once."
+    assert problem["error_count"] == 4
+    assert product_count(db_session) == 0
+
+
+def test_the_first_hundred_errors_are_listed_by_row(client, admin, db_session, small_batches):
+    """Errors are found by two threads on PostgreSQL (validation, and the repeats at the end): the
+    list still holds the lowest rows, in order."""
+    body = (good_file(150)
+            + "".join(f"SKU-{i:05d},Again,,tea,1.00,1,true\r\n" for i in range(1, 61))      # rows 152-211
+            + "".join(f"BAD-{i},Name,,tea,0,1,true\r\n" for i in range(60)))                # rows 212-271
+    problem = csv_post(client, admin, body).get_json()
+    assert problem["error_count"] == 120
+    assert [e["row"] for e in problem["errors"]] == list(range(152, 252))
 
 
 def test_read_ahead_hands_on_items_and_errors_and_stops_with_its_caller():
@@ -406,3 +487,12 @@ def test_the_quoting_rule_the_sql_export_follows_is_the_csv_modules():
     for char in csvcells.QUOTED_IF_CONTAINS:
         assert written(f"a{char}b").startswith(csvcells.QUOTE)
     assert written("a;b'= \t@c") == "a;b'= \t@c,x" + csvcells.LINE_END
+
+
+def test_exports_say_how_many_items_they_hold(client, customer, admin, imported):
+    """X-Total-Count on an export: the number of items when it starts (a download's progress total)."""
+    for fmt in ("csv", "json", "ndjson"):
+        with client.get(f"{API}/products/export?format={fmt}&category=cat-1") as response:
+            assert response.headers["X-Total-Count"] == "11"
+    with client.get(f"{API}/orders/export", headers=customer.headers) as response:
+        assert response.headers["X-Total-Count"] == "0"

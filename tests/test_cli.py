@@ -16,19 +16,21 @@ import subprocess
 import sys
 from pathlib import Path
 
+import click
 import pytest
 import requests
 from alembic.script import ScriptDirectory
 from click.testing import CliRunner
 from sqlalchemy import func, inspect, select
 
+import myapi
 from myapi import seed
 from myapi.app import create_app
 from myapi.cli import main
 from myapi.common.auth import hash_password, token_digest
 from myapi.db import get_db, get_session, make_engine
 from myapi.migrate import alembic_config, current_revision
-from myapi.models import IdempotencyKey, Order, Product, Token, User, utcnow
+from myapi.models import ApiKey, IdempotencyKey, Order, Product, Token, User, utcnow
 from myapi.seed import DEMO_ADMIN, DEMO_CUSTOMER_PASSWORD, DEMO_CUSTOMERS
 from myapi.services import users as users_service
 from tools.servers import ServerProcess, free_port
@@ -183,6 +185,37 @@ def test_db_seed_without_demo_is_a_usage_error(migrated, runner, api_app):
     assert "--demo" in result.output
     assert count(api_app, User) == 0
     assert count(api_app, Product) == 0
+
+
+# -- keys create ------------------------------------------------------------------
+
+
+def test_keys_create_prints_a_working_secret_once(migrated, runner, api_app):
+    assert runner.invoke(main, ["users", "create-admin", "boss", "--email", "boss@example.com",
+                                "--password", ADMIN_PASSWORD]).exit_code == 0
+    result = runner.invoke(main, ["keys", "create", "boss", "--name", "nightly", "--scope", "orders:read",
+                                  "--scope", "reports:read"])
+    assert result.exit_code == 0, result.output
+    secret = result.stdout.strip()
+    assert secret.startswith("myapi_") and "not shown again" in result.stderr
+    client = api_app.test_client()
+    headers = {"Authorization": f"Bearer {secret}"}
+    assert client.get(f"{API}/reports/top-customers", headers=headers).status_code == 200
+    assert client.get(f"{API}/users", headers=headers).status_code == 403  # no users:read
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["nobody", "--name", "x", "--scope", "orders:read"], "no active user"),
+    (["boss", "--name", "x", "--scope", "orders:delete"], "unknown scope"),
+    (["boss", "--name", "", "--scope", "orders:read"], "must not be empty"),
+    (["boss", "--name", "x", "--scope", "orders:read", "--expires-at", "2001-01-01"], "already"),
+])
+def test_keys_create_refuses_clearly(migrated, runner, api_app, args, message):
+    runner.invoke(main, ["users", "create-admin", "boss", "--email", "boss@example.com", "--password", ADMIN_PASSWORD])
+    result = runner.invoke(main, ["keys", "create", *args])
+    assert result.exit_code != 0 and message in result.output
+    with get_db(api_app).session() as session:
+        assert session.scalar(select(func.count()).select_from(ApiKey)) == 0
 
 
 # -- users create-admin -------------------------------------------------------
@@ -371,3 +404,65 @@ def test_serve_answers_health_and_stops_on_sigterm(migrated, tmp_path_factory):
     assert f"127.0.0.1:{port}" in log.read_text()
     with socket.socket() as sock:  # nothing is left listening
         assert sock.connect_ex(("127.0.0.1", port)) != 0
+
+
+# -- help, version and `make run` (issue 18) ---------------------------------------
+
+
+def every_command(group: click.Group, path: tuple[str, ...] = ()):
+    """(the words that run it, the command) for ``group`` and every command below it."""
+    yield path, group
+    for name, command in group.commands.items():
+        if isinstance(command, click.Group):
+            yield from every_command(command, (*path, name))
+        else:
+            yield (*path, name), command
+
+
+def test_version(runner):
+    for flag in ("--version", "-V"):
+        result = runner.invoke(main, [flag])
+        assert result.exit_code == 0 and result.output == f"myapi, version {myapi.__version__}\n"
+    assert run_script("--version").stdout == f"myapi, version {myapi.__version__}\n"
+
+
+def test_help_is_whole_sentences_in_plain_text(runner):
+    """Group listings cut summaries mid-sentence ("Upload a CSV...") and docstrings showed reST (``-``)."""
+    seen = 0
+    for path, _command in every_command(main):
+        for width in (80, 120):
+            shown = runner.invoke(main, [*path, "--help"], terminal_width=width)
+            assert shown.exit_code == 0, (path, shown.output)
+            assert "``" not in shown.output and ":mod:" not in shown.output, (path, shown.output)
+            cut = [line for line in shown.output.splitlines()
+                   if line.rstrip().endswith("...") and not line.startswith("Usage:")]  # [ARGS]...
+            assert cut == [], (path, cut)
+        seen += 1
+    assert seen > 20
+    listing = runner.invoke(main, ["remote", "products", "--help"], terminal_width=80).output
+    assert "nothing." in listing  # "Upload a CSV (...); all or nothing." in full
+
+
+def test_serve_help_speaks_to_users(runner):
+    shown = runner.invoke(main, ["serve", "--help"], terminal_width=100).output
+    for internal in ("benchmarks/", "SWEEP", "p99", "gthread worker keeps beating"):
+        assert internal not in shown
+    assert "--bind" in shown and "--threads" in shown
+
+
+def test_make_run_takes_host_and_port():
+    make = shutil.which("make")
+    if make is None:
+        pytest.skip("make is not installed")
+    root = Path(__file__).resolve().parent.parent
+
+    def serve_line(*args: str, env: dict | None = None) -> str:
+        done = subprocess.run([make, "-n", "run", *args], cwd=root, capture_output=True, text=True, timeout=60,
+                              env={**os.environ, **(env or {})}, check=True)
+        return [line for line in done.stdout.splitlines() if " serve " in line][-1]
+
+    assert serve_line().endswith("myapi serve --bind 127.0.0.1:5000")
+    assert serve_line("PORT=8000").endswith("myapi serve --bind 127.0.0.1:8000")
+    assert serve_line("HOST=0.0.0.0", "PORT=8000").endswith("myapi serve --bind 0.0.0.0:8000")
+    # A HOST or PORT that the shell exports (tcsh sets HOST to the machine's name) is not taken.
+    assert serve_line(env={"HOST": "somewhere", "PORT": "1"}).endswith("myapi serve --bind 127.0.0.1:5000")

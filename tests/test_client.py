@@ -148,7 +148,7 @@ def test_products_crud_with_etags(live_server, api):
 
 def test_iterators_follow_the_link_header_across_pages(app, live_server, api, shop):
     result = api.import_products(io.BytesIO(csv_file(range(1, 48))))
-    assert result == {"created": 47, "updated": 0, "rows": 47, "dry_run": False}
+    assert result == {"created": 47, "updated": 0, "unchanged": 0, "rows": 47, "dry_run": False}
 
     seen = requests_seen(api)
     products = list(api.iter_products(per_page=20, category="tea", sort="-price,id"))
@@ -510,11 +510,12 @@ def test_exports_write_the_file_as_they_download(tmp_path, api, shop, capsys):
 def test_import_dry_run_errors_and_progress(app, tmp_path, api, capsys):
     path = tmp_path / "catalogue.csv"
     path.write_bytes(csv_file(range(1, 6)))
-    assert api.import_products(path, dry_run=True) == {"created": 5, "updated": 0, "rows": 5, "dry_run": True}
+    assert api.import_products(path, dry_run=True) == {"created": 5, "updated": 0, "unchanged": 0, "rows": 5,
+                                                       "dry_run": True}
     assert count(app, Product) == 0
     assert api.import_products(path, progress=True)["created"] == 5
     assert "upload" in capsys.readouterr().err
-    assert api.import_products(path) == {"created": 0, "updated": 5, "rows": 5, "dry_run": False}
+    assert api.import_products(path) == {"created": 0, "updated": 0, "unchanged": 5, "rows": 5, "dry_run": False}
 
     path.write_bytes(csv_file(range(10, 14), bad={3: "SKU-X,Name,tea,free,1,", 5: "SKU-Y,,tea,1.00,1,"}))
     with pytest.raises(ValidationFailed) as invalid:
@@ -592,3 +593,39 @@ def test_update_with_the_database_changed_underneath(app, api):
         conn.execute(update(Product.__table__).values(version=Product.__table__.c.version + 1))
     with pytest.raises(PreconditionFailed):
         api.update_product(tea, {"stock": 1})
+
+
+def test_the_readme_api_key_script(live_server, admin, tmp_path, monkeypatch):
+    """README "API keys for scripts": a read-only key from the environment, three lines."""
+    secret = Client(live_server, admin.token).create_api_key("accounting", ["orders:read"])["secret"]
+    monkeypatch.setenv("MYAPI_API_KEY", secret)
+    monkeypatch.chdir(tmp_path)
+    api = Client(live_server)
+    api.export_orders("orders.csv", created="2026-11-20")
+    assert (tmp_path / "orders.csv").read_text().startswith("id,")
+    with pytest.raises(Forbidden) as refused:
+        api.create_product(product(1))
+    assert refused.value.errors == {"scope": "products:write"}
+
+
+def test_export_progress_is_rows_out_of_the_servers_count(tmp_path, api, shop, capsys):
+    """Issue 18: the bar was a bare byte counter; it counts products (CSV, NDJSON) out of X-Total-Count."""
+    api.import_products(io.BytesIO(csv_file(range(1, 31))))  # each description is quoted, with a comma
+    api.export_products(tmp_path / "tea.csv", category="tea", max_price="10.00", progress=True)
+    assert "8/8" in capsys.readouterr().err
+    api.export_products(tmp_path / "all.ndjson", format="ndjson", progress=True)
+    assert "30/30" in capsys.readouterr().err
+    shop.place_order([(2, 2), (3, 1)], "1 High Street")
+    shop.export_orders(tmp_path / "orders.csv", progress=True)  # one row per order line: no total to show
+    shown = capsys.readouterr().err
+    assert " 2 rows" in shown and "/" not in shown.split("download:")[-1].split("[")[0]
+
+
+def test_row_counter_counts_csv_records_across_any_chunking():
+    from myapi.client import _RowCounter
+
+    data = b'id,name,description\r\n1,a,"Two\nlines, ""quoted"""\r\n2,b,\r\n3,c,"A\r\n\n""b"""\r\n'
+    for size in range(1, len(data) + 1):
+        counter = _RowCounter(csv=True)
+        assert sum(counter(data[i:i + size]) for i in range(0, len(data), size)) == 3, size
+    assert _RowCounter(csv=False)(b'{"a": "x\\ny"}\n{"a": 2}\n') == 2  # NDJSON escapes line breaks

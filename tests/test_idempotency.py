@@ -6,6 +6,7 @@ import datetime as dt
 import hashlib
 import hmac
 import json
+from contextlib import contextmanager
 from decimal import Decimal
 
 import pytest
@@ -13,6 +14,7 @@ from sqlalchemy import func, select, update
 
 from myapi.db import get_db
 from myapi.models import IdempotencyKey, Order, Product, User
+from myapi.services import idempotency
 
 API = "/api/v1"
 ORDER = {"items": [{"product_id": 1, "quantity": 2}], "shipping_address": "1 High Street"}
@@ -102,40 +104,89 @@ def test_import_is_idempotent(client, admin, db_session):
     first = client.post(f"{API}/products/import", data=body, headers=headers)
     retry = client.post(f"{API}/products/import", data=body, headers=headers)
     assert first.status_code == retry.status_code == 200
-    assert first.get_json() == retry.get_json() == {"created": 1, "updated": 0, "rows": 1, "dry_run": False}
+    assert first.get_json() == retry.get_json() == {"created": 1, "updated": 0, "unchanged": 0, "rows": 1,
+                                                    "dry_run": False}
     assert retry.headers["Idempotent-Replayed"] == "true"
     db_session.rollback()
     assert db_session.scalars(select(Product.version)).one() == 1  # not imported twice
 
 
-def test_an_unfinished_claim_is_a_409(client, customer, product, app, db_session):
-    """A duplicate that arrives while the first request (same body) still runs."""
+def order_digest(app, body: bytes) -> str:
+    return hmac.new(app.config["SECRET_KEY"].encode(), b"POST\0/api/v1/orders\0\0application/json\0" + body,
+                    hashlib.sha256).hexdigest()
+
+
+def unfinished_claim(app, account, key: str, request_hash: str, *, created=None) -> None:
+    """A claim row with no answer, as a request that is working (or died working) leaves it."""
     from myapi.models import utcnow
 
-    body = json.dumps(ORDER).encode()
-    digest = hmac.new(app.config["SECRET_KEY"].encode(), b"POST\0/api/v1/orders\0\0application/json\0" + body,
-                      hashlib.sha256).hexdigest()
+    created = created or utcnow()
     with get_db(app).session() as session, session.begin():
-        session.add(IdempotencyKey(scope=f"user:{customer.id}", key="busy", method="POST", path="/api/v1/orders",
-                                   request_hash=digest, expires_at=utcnow() + dt.timedelta(hours=24)))
-    response = client.post(f"{API}/orders", data=body, content_type="application/json",
-                           headers={**customer.headers, "Idempotency-Key": "busy"})
+        session.add(IdempotencyKey(scope=f"user:{account.id}", key=key, method="POST", path="/api/v1/orders",
+                                   request_hash=request_hash, date_created=created,
+                                   expires_at=created + dt.timedelta(hours=24)))
+
+
+@contextmanager
+def live_owner(app, account, key: str):
+    """Hold the key's owner lock, as the live request that claimed it does (services/owner_locks.py).
+
+    On PostgreSQL the lock belongs to this session's transaction; on SQLite
+    it is this process's record lock, which the app's requests (run in this
+    process by the test client) see through the process's own set.
+    """
+    with get_db(app).session(write=True) as session:
+        lock = idempotency.owner_lock(session, scope=f"user:{account.id}", key=key)
+        assert lock.acquire()
+        try:
+            yield
+        finally:
+            lock.release()
+            session.rollback()
+
+
+def test_an_unfinished_claim_with_a_live_owner_is_a_409(client, customer, product, app, db_session):
+    """A duplicate that arrives while the first request (same body) still runs."""
+    body = json.dumps(ORDER).encode()
+    unfinished_claim(app, customer, "busy", order_digest(app, body))
+    with live_owner(app, customer, "busy"):
+        response = client.post(f"{API}/orders", data=body, content_type="application/json",
+                               headers={**customer.headers, "Idempotency-Key": "busy"})
+        other = post_order(client, customer, "busy", {**ORDER, "shipping_address": "Elsewhere"})
     assert response.status_code == 409
     assert response.get_json()["type"] == "urn:myapi:problem:idempotency-key-in-progress"
+    assert other.status_code == 422  # another request with a key in use is still a reuse
     assert count(db_session, Order) == 0
-
-
-def test_an_abandoned_claim_is_taken_over(client, customer, product, app, db_session):
-    """A claim left by a worker that died long ago does not block the key forever."""
-    from myapi.models import utcnow
-
-    long_ago = utcnow() - dt.timedelta(hours=1)
-    with get_db(app).session() as session, session.begin():
-        session.add(IdempotencyKey(scope=f"user:{customer.id}", key="orphan", method="POST",
-                                   path="/api/v1/orders", request_hash="x", date_created=long_ago,
-                                   expires_at=long_ago + dt.timedelta(hours=24)))
-    assert post_order(client, customer, "orphan").status_code == 201
+    # The owner gone (here: its lock given up) with no answer: the next retry takes the key over.
+    assert post_order(client, customer, "busy").status_code == 201
     assert count(db_session, Order) == 1
+
+
+def test_a_live_owner_that_is_still_claiming_is_a_409(client, customer, product, app, db_session):
+    """The owner takes its lock before its claim row exists: no row yet is still "in progress"."""
+    with live_owner(app, customer, "claiming"):
+        response = post_order(client, customer, "claiming")
+    assert response.status_code == 409
+    assert count(db_session, IdempotencyKey) == 0 and count(db_session, Order) == 0
+
+
+def test_a_finished_key_replays_even_while_a_duplicate_holds_the_lock(client, customer, product, app, db_session):
+    first = post_order(client, customer, "done")
+    with live_owner(app, customer, "done"):
+        retry = post_order(client, customer, "done")
+    assert retry.status_code == 201 and retry.headers["Idempotent-Replayed"] == "true"
+    assert retry.get_json() == first.get_json()
+    assert count(db_session, Order) == 1
+
+
+def test_an_unfinished_claim_without_a_live_owner_is_taken_over_at_once(client, customer, product, app,
+                                                                         db_session):
+    """A claim whose owner died a moment ago (no lock held) does not block the key: no waiting period."""
+    unfinished_claim(app, customer, "orphan", "x")  # another digest, even: its request never finished
+    response = post_order(client, customer, "orphan")
+    assert response.status_code == 201 and "Idempotent-Replayed" not in response.headers
+    assert count(db_session, Order) == 1 and count(db_session, IdempotencyKey) == 1
+    assert post_order(client, customer, "orphan").headers["Idempotent-Replayed"] == "true"
 
 
 def test_expired_keys_can_be_used_again(client, customer, product, app, db_session):

@@ -15,6 +15,7 @@ import uuid
 import psycopg
 import pytest
 from alembic import command
+from alembic.script import ScriptDirectory
 from sqlalchemy import CheckConstraint, inspect, text
 from sqlalchemy.engine import make_url
 
@@ -60,8 +61,15 @@ def model_check_constraint_names() -> dict[str, set[str]]:
     }
 
 
+def head_revision() -> str:
+    return ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
+
+
+HEAD = head_revision()
+
+
 def assert_at_head_without_drift(url: str) -> None:
-    assert current_revision(url) == "0001"
+    assert current_revision(url) == HEAD
     assert schema_drift(url) == []
     assert table_names(url) == MODEL_TABLES | {"alembic_version"}
     assert check_constraint_names(url) == model_check_constraint_names()
@@ -108,7 +116,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "9001"
-down_revision = "0001"
+down_revision = "{head}"
 branch_labels = None
 depends_on = None
 
@@ -129,11 +137,11 @@ def test_sqlite_batch_migration_keeps_child_rows(sqlite_url, tmp_path):
     """A later batch migration that recreates a parent table must not cascade-delete children."""
     extra = tmp_path / "extra_versions"
     extra.mkdir()
-    (extra / "9001_batch_users.py").write_text(BATCH_REVISION)
+    (extra / "9001_batch_users.py").write_text(BATCH_REVISION.replace("{head}", HEAD))
     config = alembic_config(sqlite_url)
     config.set_main_option("version_locations", os.pathsep.join([str(MIGRATIONS / "versions"), str(extra)]))
 
-    upgrade(sqlite_url, "0001", config=config)
+    upgrade(sqlite_url, HEAD, config=config)
     engine = make_engine(sqlite_url)
     try:
         with engine.begin() as conn:
@@ -159,7 +167,7 @@ def test_sqlite_batch_migration_keeps_child_rows(sqlite_url, tmp_path):
 
         upgrade(sqlite_url, "9001", config=config)
         assert current_revision(sqlite_url) == "9001"
-        downgrade(sqlite_url, "0001", config=config)
+        downgrade(sqlite_url, HEAD, config=config)
 
         with engine.connect() as conn:
             assert conn.execute(text("SELECT count(*) FROM users")).scalar() == 1
@@ -179,6 +187,7 @@ def test_offline_mode_renders_sql(url, tmp_path):
     assert "CREATE TABLE order_items" in sql
     assert "CONSTRAINT fk_tokens_user_id_users" in sql
     assert "INSERT INTO alembic_version (version_num) VALUES ('0001')" in sql
+    assert f"version_num='{HEAD}'" in sql.replace(" = ", "=")  # and on to the head
     assert not (tmp_path / "offline.db").exists()
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import re
+from pathlib import Path
 
 import jsonschema
 import pytest
@@ -211,6 +212,41 @@ def test_choices_default_and_append_arguments():
     assert argument_schema(limit) == {"type": "integer", "minimum": 1, "maximum": 5, "default": 3}
 
 
+def test_optional_query_parameters_carry_no_example_to_prefill(document):
+    """Swagger UI's "Try it out" fills every input with its example, and a filled-in filter filters
+    (issue 18: GET /products executed as-is sent min_price=max_price=19.99). Optional query parameters
+    give their example in words; only defaults, which change nothing, may be pre-filled."""
+    checked = 0
+    for path, method, operation in operations(document):
+        for candidate in operation.get("parameters", []):
+            found = deref(document, candidate)
+            if found["in"] != "query" or found.get("required"):
+                continue
+            schema = found["schema"]
+            keys = set(found) | set(schema) | set(schema.get("items", {}))
+            assert not keys & {"example", "examples"}, f"{method.upper()} {path} ?{found['name']}"
+            checked += 1
+    assert checked > 50
+    product_list = document["paths"]["/products"]["get"]
+    for name, example in (("min_price", "19.99"), ("updated_since", "2026-01-02T03:04:05Z"), ("sort", "-date_created")):
+        assert f"For example `{example}`." in parameter(document, product_list, name, "query")["description"]
+    assert parameter(document, product_list, "per_page", "query")["schema"]["default"] == 20
+    # A body still shows its example (that is the point of the request-body editor).
+    assert document["components"]["schemas"]["ProductsCreate"]["properties"]["price"]["example"] == "19.99"
+
+
+def test_the_api_reference_in_docs_lists_every_operation(document):
+    """docs/api.md is the README's API reference (there is no DESIGN.md in the repository): its table
+    has a row for every path of the document, with every method."""
+    reference = (Path(__file__).resolve().parent.parent / "docs" / "api.md").read_text()
+    rows = {}
+    for line in reference.splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if line.startswith("| `") and len(cells) >= 2:
+            rows[cells[0].strip("`")] = {method.strip().lower() for method in cells[1].split(",")}
+    assert {path: set(item) for path, item in document["paths"].items()} == rows
+
+
 def test_csv_upload_and_json_only_bodies(document):
     upload = document["paths"]["/products/import"]["post"]["requestBody"]
     assert set(upload["content"]) == {"text/csv", "multipart/form-data"}
@@ -303,7 +339,7 @@ def test_errors_and_headers_each_operation_can_give(document):
     for _path, _method, operation in operations(document):
         assert {"406", "503"} <= set(operation["responses"])
     assert {"401", "403"} <= statuses("/users", "get")  # admin only
-    assert "401" not in statuses("/products", "get")  # anyone
+    assert "401" in statuses("/products", "get")  # anyone, but credentials that are sent must be valid
     assert {"304", "404"} <= statuses("/products/{product_id}", "get")
     put = paths["/products/{product_id}"]["put"]
     assert {"400", "412", "409", "413", "415"} <= set(put["responses"])
@@ -317,9 +353,12 @@ def test_errors_and_headers_each_operation_can_give(document):
     assert "429" not in statuses("/health", "get")  # exempt from rate limits
     assert "429" in statuses("/tokens", "post")
     assert paths["/users/{user_id}"]["delete"]["responses"]["204"].get("content") is None
-    assert paths["/orders"]["get"]["security"] == [{"bearerAuth": []}]
+    assert paths["/orders"]["get"]["security"] == [{"bearerAuth": []}, {"apiKey": ["orders:read"]}]
+    assert paths["/orders"]["get"]["x-required-scope"] == "orders:read"
     assert paths["/tokens"]["post"]["security"] == [{"basicAuth": []}, {}]
-    assert "security" not in paths["/products"]["get"]
+    assert paths["/products"]["get"]["security"] == [{}, {"bearerAuth": []}, {"apiKey": ["products:read"]}]
+    assert paths["/api-keys"]["post"]["security"] == [{"bearerAuth": []}]  # sign-in tokens only
+    assert "security" not in paths["/health"]["get"]
 
 
 def test_requires_refuses_unknown_words():

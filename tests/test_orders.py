@@ -97,6 +97,14 @@ def test_buying_the_last_units_then_one_more(client, customer, products, db_sess
     assert stock(db_session, 3) == 0
 
 
+def test_short_lines_say_how_many_are_left_or_out_of_stock(client, customer, products):
+    """Issue 18: "Only 0 in stock." reads "Out of stock."."""
+    assert order(client, customer, [{"product_id": 3, "quantity": 2}]).status_code == 201
+    response = order(client, customer, [{"product_id": 3, "quantity": 1}, {"product_id": 2, "quantity": 6}])
+    assert [(e["product_id"], e["available"], e["message"]) for e in response.get_json()["errors"]] == [
+        (3, 0, "Out of stock."), (2, 5, "Only 5 in stock.")]
+
+
 def test_unavailable_product_is_409(client, customer, products, db_session):
     response = order(client, customer, [{"product_id": 4, "quantity": 1}])
     assert response.status_code == 409

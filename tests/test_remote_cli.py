@@ -11,6 +11,7 @@ import stat
 import subprocess
 import sys
 import threading
+import time
 
 import pytest
 from click.testing import CliRunner
@@ -18,7 +19,7 @@ from werkzeug.serving import make_server
 
 from myapi.app import create_app
 from myapi.cli import main
-from myapi.client import Client, Unauthorized
+from myapi.client import ApiError, Client, Unauthorized
 from myapi.db import get_db
 from myapi.remote import config_path, server_of
 
@@ -34,6 +35,7 @@ def config_home(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CONFIG_HOME", str(home))
     monkeypatch.delenv("MYAPI_URL", raising=False)
     monkeypatch.delenv("MYAPI_TOKEN", raising=False)
+    monkeypatch.delenv("MYAPI_API_KEY", raising=False)
     return home
 
 
@@ -100,8 +102,8 @@ def test_products_export_and_import(signed_in, tmp_path):
     good.write_text(GOOD_CSV)
     result = run("products", "import", str(good), "--dry-run")
     assert result.exit_code == 0, result.output
-    assert result.stdout == "dry run, nothing written: 3 rows: 3 created, 0 updated\n"
-    assert run("products", "import", str(good)).stdout == "imported 3 rows: 3 created, 0 updated\n"
+    assert result.stdout == "dry run, nothing written: 3 rows: 3 created, 0 updated, 0 unchanged\n"
+    assert run("products", "import", str(good)).stdout == "imported 3 rows: 3 created, 0 updated, 0 unchanged\n"
 
     exported = tmp_path / "out.csv"
     result = run("products", "export", str(exported), "--category", "tea")
@@ -212,7 +214,7 @@ def test_as_a_subprocess(live_server, admin, tmp_path, config_home):
     good = tmp_path / "good.csv"
     good.write_text(GOOD_CSV)
     imported = myapi("products", "import", str(good), env=env)
-    assert imported.returncode == 0 and imported.stdout == "imported 3 rows: 3 created, 0 updated\n"
+    assert imported.returncode == 0 and imported.stdout == "imported 3 rows: 3 created, 0 updated, 0 unchanged\n"
     assert imported.stderr == ""  # piped: no progress bar
 
     listed = myapi("products", "list", env=env)
@@ -242,3 +244,77 @@ def test_as_a_subprocess(live_server, admin, tmp_path, config_home):
     assert "  row 2, price: must be an amount like 19.99" in failed.stderr
     assert "  row 3, name: This field is required." in failed.stderr
     assert "Traceback" not in failed.stderr
+
+
+def test_keys_create_list_revoke_and_a_script_with_the_key(signed_in, db_session):
+    created = run("keys", "create", "accounting", "--scope", "orders:read", "--scope", "reports:read")
+    assert created.exit_code == 0, created.output
+    secret = created.stdout.strip()
+    assert secret.startswith("myapi_") and "not shown again" in created.stderr
+
+    listed = run("keys", "list", "--format", "csv")
+    assert listed.exit_code == 0 and "accounting" in listed.stdout and "orders:read reports:read" in listed.stdout
+    assert secret not in listed.stdout and secret[:14] in listed.stdout
+
+    # The key in place of a login: the client and the CLI read MYAPI_API_KEY.
+    report = run("reports", "top-customers", "--format", "json", env={"MYAPI_API_KEY": secret, "MYAPI_URL": signed_in})
+    assert report.exit_code == 0, report.output
+    with pytest.raises(ApiError) as refused:
+        Client(signed_in, api_key=secret).list_products()
+    assert refused.value.status == 403 and refused.value.errors == {"scope": "products:read"}
+
+    key_id = json.loads(run("keys", "list", "--format", "json").stdout)[0]["id"]
+    assert run("keys", "revoke", str(key_id)).exit_code == 0
+    with pytest.raises(Unauthorized):
+        Client(signed_in, api_key=secret).top_customers()
+
+
+# -- a person at the terminal (issue 18) ------------------------------------------------------
+
+
+def test_an_unreachable_server_is_one_clear_line_after_a_short_visible_retry():
+    """It used to be 16 s of silence, then urllib3's 'HTTPConnectionPool(...): Max retries exceeded...'."""
+    from tools.servers import free_port
+
+    url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    started = time.monotonic()
+    result = run("products", "list", env={"MYAPI_URL": url})
+    took = time.monotonic() - started
+    assert result.exit_code == 1 and result.stdout == ""
+    assert result.stderr.splitlines() == [
+        f"cannot reach {url}: connection refused; retrying now",
+        f"cannot reach {url}: connection refused; retrying in 1 s",
+        f"error: cannot reach {url}: connection refused",
+    ]
+    assert took < 5, took
+    login = run("login", "--url", url + "/api/v1", "--username", "root", "--password", "x")
+    assert login.exit_code == 1 and login.stderr.splitlines()[-1] == f"error: cannot reach {url}: connection refused"
+
+
+def test_connection_reasons_in_a_few_words():
+    from urllib3.exceptions import ConnectTimeoutError, MaxRetryError, NewConnectionError
+
+    from myapi.client import connection_reason, unreachable
+
+    refused = NewConnectionError(None, "Failed to establish a new connection: [Errno 111] Connection refused")
+    refused.__cause__ = ConnectionRefusedError(111, "Connection refused")
+    assert connection_reason(requests_error(MaxRetryError(None, "/x", refused))) == "connection refused"
+    assert connection_reason(MaxRetryError(None, "/x", ConnectTimeoutError(None, "timed out"))) == "timed out"
+    assert unreachable("http://shop.example:8000/api/v1/products?page=2", refused) == (
+        "cannot reach http://shop.example:8000: connection refused")
+
+
+def requests_error(reason):
+    import requests
+
+    return requests.ConnectionError(reason)
+
+
+def test_export_progress_counts_products_out_of_the_servers_total(signed_in, tmp_path):
+    good = tmp_path / "good.csv"
+    good.write_text('sku,name,category,price,stock,description\r\nTEA-1,Sencha,tea,4.50,10,"Two\nlines, ""quoted"""\r\n'
+                    'TEA-2,Matcha,tea,9.00,5,\r\nMUG-1,Mug,mugs,7.25,0,"A\n\n""b"""\r\n')  # a row is not a line
+    assert run("products", "import", str(good)).exit_code == 0
+    for fmt in ("csv", "ndjson"):
+        shown = run("products", "export", str(tmp_path / f"out.{fmt}"), "--format", fmt, "--progress").stderr
+        assert "3/3" in shown and " products" in shown, shown  # not a byte counter

@@ -4,8 +4,9 @@
 ``make fuzz`` runs this. It makes a fresh SQLite database with the demo data
 (``myapi db upgrade && myapi db seed --demo``), serves it with ``myapi serve
 --workers 2`` (rate limiting off), reads ``/api/v1/openapi.json`` from that
-server, and runs ``st run`` three times: anonymous, as a customer and as an
-admin, with the checks not_a_server_error, status_code_conformance,
+server, and runs ``st run`` four times: anonymous, as a customer, with an
+admin's read-only API key (scopes READ_SCOPES), and as that admin, with
+the checks not_a_server_error, status_code_conformance,
 response_schema_conformance and content_type_conformance. Any failure or
 error makes it exit non-zero.
 
@@ -70,6 +71,17 @@ def sign_in(base: str, username: str, password: str) -> tuple[str, int]:
     me = requests.get(f"{base}/users/me", headers={"Authorization": f"Bearer {token}"}, timeout=30)
     me.raise_for_status()
     return token, me.json()["id"]
+
+
+READ_SCOPES = ["products:read", "orders:read", "reports:read", "users:read"]
+
+
+def create_key(base: str, token: str, scopes: list[str]) -> str:
+    """An admin's API key with ``scopes`` (the read-only key an integration script would hold)."""
+    response = requests.post(f"{base}/api-keys", json={"name": "fuzz", "scopes": scopes},
+                             headers={"Authorization": f"Bearer {token}"}, timeout=30)
+    response.raise_for_status()
+    return response.json()["secret"]
 
 
 def summary_numbers(output: str) -> dict:
@@ -145,9 +157,12 @@ def main() -> int:
             raise SystemExit(f"GET {API}/openapi.json answered {document.status_code}: is it in app.py's route table?")
         admin_token, admin_id = sign_in(base, *ADMIN)
         customer_token, customer_id = sign_in(base, *CUSTOMER)
+        read_key = create_key(base, admin_token, READ_SCOPES)
         phases = [
             ("anonymous", None, None, KNOWN_BUGS),
             ("customer", customer_token, customer_id, KNOWN_BUGS + SELF_DESTRUCTIVE),
+            # Before the admin phase, which may revoke any key (DELETE /api-keys/<id>).
+            ("read-key", read_key, admin_id, KNOWN_BUGS + SELF_DESTRUCTIVE),
             ("admin", admin_token, admin_id, KNOWN_BUGS + SELF_DESTRUCTIVE),
         ]
         for name, token, protected_id, excluded in phases:

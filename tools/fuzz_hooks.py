@@ -7,16 +7,17 @@
   (FUZZ_PROTECTED_USER_ID) go to the next id instead; ``/users/me`` writes and
   ``DELETE /tokens/current`` are excluded by the runner.
 * Schemathesis draws the same few ``Idempotency-Key`` values again and again,
-  so most POSTs would only ever meet "key used with another body" (422). Three
-  valid keys in four get a unique suffix; the fourth is sent as drawn and
-  keeps exercising replays and 422s.
+  so most POSTs would only ever meet "key used with another body" (422), and
+  the gate, which fails when an operation's valid cases are all refused with
+  400/422, would fail on the fuzzer's own repeats. Every valid key gets a
+  unique suffix (replays and 422s are tested in tests/test_idempotency.py).
 * Some values are valid only against the server's current state, which no
   schema can say. An ``If-Match`` must name the item's current ETag, which a
   generator cannot know: it is always sent as ``*`` (the 412s are tested in
-  tests/). A new username, email or sku must not exist yet (409), and an
-  ordered product must exist (400 otherwise): like the keys above, three in
-  four are made to fit the state (a unique suffix, an id of the demo
-  catalogue); the fourth is sent as drawn.
+  tests/). A new username, email or sku must not exist yet (409), an ordered
+  product must exist (400 otherwise), an API key's ``expires_at`` must be in
+  the future (400): valid values are made to fit (a unique suffix, an id of
+  the demo catalogue, a far-off date); invalid ones are sent as drawn.
 * ``Prefer: return=minimal`` on a POST answers 201 with no body (DESIGN
   §8.2), which OpenAPI cannot say of a response it documents with a body, so
   the conformance checks would call it a failure. Generated POSTs ask for
@@ -95,6 +96,17 @@ def _unique_body(body, number: int) -> None:
             body[name] = value.strip()[: max_length - len(suffix)] + suffix
 
 
+def _future_expiry(body) -> None:
+    """A key's ``expires_at`` must be in the future (a rule of the clock, not of the schema)."""
+    if not isinstance(body, dict) or not isinstance(body.get("expires_at"), str):
+        return
+    try:
+        inputs.iso8601_datetime(body["expires_at"])
+    except ValueError:
+        return  # an invalid value stays as drawn: it tests the 400
+    body["expires_at"] = "2999-01-01T00:00:00Z"
+
+
 def _existing_products(body) -> None:
     """Order lines name products of the demo catalogue (ids 1 to DEMO_PRODUCT_COUNT), if valid as drawn."""
     items = body.get("items") if isinstance(body, dict) else None
@@ -113,8 +125,6 @@ def before_call(context, case, kwargs):
     if case.headers and "If-Match" in case.headers:
         case.headers["If-Match"] = "*"
     number = next(_calls)
-    if not number % 4:
-        return  # as drawn
     if case.headers and isinstance(case.headers.get(IDEMPOTENCY_KEY), str):
         key = _unique_key(case.headers[IDEMPOTENCY_KEY], number)
         if key is not None:
@@ -123,3 +133,4 @@ def before_call(context, case, kwargs):
         case.body = copy.deepcopy(case.body)  # schemathesis may send the same body object again
         _unique_body(case.body, number)
         _existing_products(case.body)
+        _future_expiry(case.body)

@@ -130,10 +130,16 @@ def myapi_env(database_url: str, workdir: Path, **extra: str) -> dict[str, str]:
 
 
 def myapi_server(env: dict[str, str], log: Path, *, workers: int = 4, threads: int | None = None,
-                 timeout: int | None = None, port: int | None = None) -> ServerProcess:
-    """``myapi serve`` (this interpreter's) on ``port`` (a free one by default), not started yet."""
+                 timeout: int | None = None, port: int | None = None,
+                 entry: list[str] | None = None) -> ServerProcess:
+    """``myapi serve`` (this interpreter's) on ``port`` (a free one by default), not started yet.
+
+    ``entry`` replaces ``["-m", "myapi.cli"]``: e.g. ``["-c", code]`` where
+    ``code`` prepares something test-only and ends with ``myapi.cli.main()``.
+    """
     port = port or free_port()
-    argv = [sys.executable, "-m", "myapi.cli", "serve", "--bind", f"127.0.0.1:{port}", "--workers", str(workers)]
+    argv = [sys.executable, *(entry or ["-m", "myapi.cli"]), "serve", "--bind", f"127.0.0.1:{port}",
+            "--workers", str(workers)]
     if threads is not None:
         argv += ["--threads", str(threads)]
     if timeout is not None:

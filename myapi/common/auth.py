@@ -6,7 +6,10 @@ checked against a dummy hash, so it costs what a wrong password costs.
 
 Tokens: 32 random bytes given to the client once; the database keeps only
 their SHA-256, an expiry and a revocation time. One indexed lookup (token
-joined to its user) authenticates a request.
+joined to its user) authenticates a request. API keys (``myapi_…``, DESIGN
+§10) are bearer credentials too, found the same way (services/api_keys.py),
+and carry scopes: a key may do only what its scopes and its owner's role
+allow, a token whatever its user may.
 """
 
 from __future__ import annotations
@@ -22,8 +25,10 @@ from passlib.context import CryptContext
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, contains_eager
 
-from ..db import get_session
-from ..models import Token, User, utcnow
+from .. import problems
+from ..db import SAFE_METHODS, get_db, get_session
+from ..models import ApiKey, Token, User, utcnow
+from ..services import api_keys
 from ..services import users as users_service
 from . import inputs
 from .errors import Problem
@@ -90,7 +95,29 @@ def revoke_token(session: Session, token_id: int) -> None:
 
 
 def unauthorized(detail: str, scheme: str = "Bearer") -> Problem:
+    """401 for a request that sent no credentials (or a sign-in that failed)."""
     return Problem(401, detail, headers={"WWW-Authenticate": f"{scheme} {REALM}"})
+
+
+def invalid_credential(detail: str) -> Problem:
+    """401 for credentials that were sent and are not valid (RFC 6750 ``invalid_token``)."""
+    return Problem.of(problems.INVALID_TOKEN, detail,
+                      headers={"WWW-Authenticate": f'Bearer {REALM}, error="invalid_token"'})
+
+
+@dataclass
+class Caller:
+    """Who sent the request: a user, by a sign-in token or by an API key."""
+
+    user: User
+    token: Token | None = None
+    api_key: ApiKey | None = None
+
+    def lacks(self, scope: str | None) -> bool:
+        """Whether a key falls short: a token has its user's full rights, a key only its scopes."""
+        if self.api_key is None:
+            return False
+        return scope is None or scope not in self.api_key.scope_set
 
 
 def _bearer_secret() -> str | None:
@@ -99,48 +126,84 @@ def _bearer_secret() -> str | None:
         return None
     scheme, _, secret = header.partition(" ")
     if scheme.lower() != "bearer" or not secret.strip() or len(secret) > 200:
-        raise unauthorized("Send a bearer token: 'Authorization: Bearer <token>'.")
+        raise invalid_credential("Send a bearer token or API key: 'Authorization: Bearer <token>'.")
     return secret.strip()
 
 
-def current_token() -> Token | None:
-    """The request's valid token (with its user), or None when none was sent.
+def _token_caller(session: Session, secret: str) -> Caller:
+    token = session.scalars(
+        select(Token)
+        .join(Token.user)
+        .options(contains_eager(Token.user))
+        .where(Token.token_hash == token_digest(secret))
+    ).first()
+    if token is None or token.revoked_at is not None:
+        raise invalid_credential("The token is not valid.")
+    if token.expires_at <= utcnow():
+        raise invalid_credential("The token has expired; sign in again.")
+    if not token.user.is_active:
+        raise invalid_credential("The account is deactivated.")
+    return Caller(token.user, token=token)
 
-    A token that was sent but is unknown, expired, revoked, or whose user is
-    deactivated is a 401, never an anonymous request.
+
+def _key_caller(session: Session, secret: str) -> Caller:
+    # An unknown and a revoked key cost the same: one indexed lookup, then the 401.
+    key = api_keys.find_by_secret(session, secret)
+    now = utcnow()
+    if key is None or key.revoked_at is not None:
+        raise invalid_credential("The API key is not valid.")
+    if key.expires_at is not None and key.expires_at <= now:
+        raise invalid_credential("The API key has expired.")
+    if not key.user.is_active:
+        raise invalid_credential("The account is deactivated.")
+    if api_keys.needs_touch(key, now):
+        _record_use(session, key.id, now)
+    return Caller(key.user, api_key=key)
+
+
+def _record_use(session: Session, key_id: int, now: dt.datetime) -> None:
+    """``last_used_at``, at most once a minute: in the request's own transaction when it writes
+    (on SQLite it holds the write lock), else in a short one of its own (a read is never committed)."""
+    if request.method in SAFE_METHODS:
+        with get_db().session(write=True) as own, own.begin():
+            api_keys.touch(own, key_id, now)
+    else:
+        api_keys.touch(session, key_id, now)
+
+
+def current_caller() -> Caller | None:
+    """The request's caller, or None when no credentials were sent.
+
+    Credentials that were sent but are unknown, expired, revoked, or whose
+    user is deactivated are a 401, never an anonymous request.
     """
-    if "auth_token" in g:
-        return g.auth_token
+    if "caller" in g:
+        return g.caller
     secret = _bearer_secret()
-    token = None
+    caller = None
     if secret is not None:
         session = get_session()
-        token = session.scalars(
-            select(Token)
-            .join(Token.user)
-            .options(contains_eager(Token.user))
-            .where(Token.token_hash == token_digest(secret))
-        ).first()
-        if token is None or token.revoked_at is not None:
-            raise unauthorized("The token is not valid.")
-        if token.expires_at <= utcnow():
-            raise unauthorized("The token has expired; sign in again.")
-        if not token.user.is_active:
-            raise unauthorized("The account is deactivated.")
-    g.auth_token = token
-    g.user_id = token.user_id if token else None
-    return token
+        caller = _key_caller(session, secret) if api_keys.is_key_secret(secret) else _token_caller(session, secret)
+    g.caller = caller
+    g.user_id = caller.user.id if caller else None
+    return caller
+
+
+def current_token() -> Token | None:
+    caller = current_caller()
+    return caller.token if caller else None
 
 
 def current_user() -> User | None:
-    token = current_token()
-    return token.user if token else None
+    caller = current_caller()
+    return caller.user if caller else None
 
 
 def require_user() -> User:
     user = current_user()
     if user is None:
-        raise unauthorized("Sign in: send 'Authorization: Bearer <token>' (POST /api/v1/tokens gives one).")
+        raise unauthorized("Sign in: send 'Authorization: Bearer <token>' (POST /api/v1/tokens gives one) "
+                           "or an API key.")
     return user
 
 
@@ -151,16 +214,33 @@ def require_admin() -> User:
     return user
 
 
-def authorise(level: str) -> None:
-    """Enforce a method's ``requires(level)``: ``"user"``, ``"admin"``; the others check nothing here.
+def authorise(level: str, scope: str | None = None) -> None:
+    """Enforce a method's ``requires(level, scope)``.
 
-    ``"none"``: anyone; ``"password"``: a sign-in, whose credentials the
-    method itself verifies (:func:`sign_in`).
+    ``"none"``: anyone, but credentials that are sent must be valid (401
+    otherwise); ``"user"``, ``"admin"``: a valid token or key of such a user;
+    ``"password"``: a sign-in, whose credentials the method itself verifies
+    (:func:`sign_in`). An API key must also hold ``scope``; a route that names
+    none takes sign-in tokens only (a key cannot mint keys or sign out).
     """
+    if level == "password":
+        return
+    caller = current_caller()
     if level == "user":
         require_user()
     elif level == "admin":
         require_admin()
+    if caller is not None and caller.lacks(scope) and (scope is not None or level != "none"):
+        raise insufficient_scope(scope)
+
+
+def insufficient_scope(scope: str | None) -> Problem:
+    if scope is None:
+        return Problem.of(problems.INSUFFICIENT_SCOPE, "API keys cannot do this; use a sign-in token.",
+                          errors={"scope": "Sign-in tokens only."})
+    return Problem.of(problems.INSUFFICIENT_SCOPE, f"This API key lacks the scope {scope}.",
+                      errors={"scope": scope},
+                      headers={"WWW-Authenticate": f'Bearer {REALM}, error="insufficient_scope", scope="{scope}"'})
 
 
 # -- signing in ----------------------------------------------------------------

@@ -25,6 +25,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from ..models import API_KEY_SCOPES
+
 ATTRIBUTE = "__contract__"
 AUTH_LEVELS = ("none", "user", "admin", "password")
 
@@ -49,6 +51,7 @@ class Contract:
     parsers: tuple = ()
     csv_upload: Any = None
     auth: str = "none"
+    scope: str | None = None
     summary: str | None = None
     description: str | None = None
     errors: tuple[int, ...] = ()
@@ -139,17 +142,25 @@ def parses(*parsers, csv_upload=None) -> Callable:
     return decorate
 
 
-def requires(level: str) -> Callable:
-    """Who may call the method: ``"user"`` (a valid bearer token), ``"admin"``.
+def requires(level: str, scope: str | None = None) -> Callable:
+    """Who may call the method: ``"none"`` (anyone), ``"user"`` (a valid token or key), ``"admin"``.
 
+    ``scope``: what an API key must hold to call it (DESIGN §10), e.g.
+    ``"orders:read"``; sign-in tokens have their user's full rights. An
+    authenticated route with no scope takes sign-in tokens only. Credentials
+    that are sent must be valid even where ``"none"`` is required (401).
     ``"password"`` documents a sign-in: HTTP Basic credentials (or the body),
-    which the method checks itself. (Scopes of API keys come here, DESIGN §10.)
+    which the method checks itself.
     """
     if level not in AUTH_LEVELS:
         raise ValueError(f"requires() takes one of {AUTH_LEVELS}")
+    if scope is not None and scope not in API_KEY_SCOPES:
+        raise ValueError(f"unknown scope {scope!r}; the scopes are {API_KEY_SCOPES}")
 
     def decorate(method):
-        contract_of_function(method).auth = level
+        contract = contract_of_function(method)
+        contract.auth = level
+        contract.scope = scope
         return method
 
     return decorate

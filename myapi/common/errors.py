@@ -15,20 +15,26 @@ import logging
 import uuid
 
 import orjson
-from flask import Response, current_app, g, got_request_exception, has_request_context
+from flask import Response, current_app, g, got_request_exception, has_request_context, request
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm.exc import StaleDataError
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 from werkzeug.http import HTTP_STATUS_CODES
+from werkzeug.routing import RequestRedirect
 
 from .. import problems
 from ..problems import ProblemType
 from ..services.errors import DomainError, PreconditionFailed
 from .etags import entity_tag
+from .fields import API_PREFIX
 from .media import PROBLEM as PROBLEM_MEDIA_TYPE
 
 log = logging.getLogger("myapi.errors")
 
+DOCS = f"{API_PREFIX}/docs"
+OPENAPI = f"{API_PREFIX}/openapi.json"
+#: RFC 8631: where a person (service-doc) and a program (service-desc) learn the API.
+SERVICE_LINKS = f'<{DOCS}>; rel="service-doc", <{OPENAPI}>; rel="service-desc"'
 
 
 class Problem(HTTPException):
@@ -149,6 +155,9 @@ def _from_http_exception(error: HTTPException) -> Problem:
         for name, value in error.get_headers():
             if name.lower() not in {"content-type", "content-length"}:
                 headers[name] = value
+    if isinstance(error, NotFound) and has_request_context() and request.url_rule is None:
+        detail = unknown_url_detail(request.path)  # no route: a mistyped or unprefixed URL
+        headers["Link"] = SERVICE_LINKS
     return Problem(
         status,
         detail,
@@ -157,6 +166,47 @@ def _from_http_exception(error: HTTPException) -> Problem:
         headers=headers,
         type=problems.VALIDATION if errors else None,
     )
+
+
+def body_too_large_detail(limit: int) -> str:
+    """The 413's detail: the limit in words and bytes, and the setting that sets it.
+
+    The limit is ``MYAPI_MAX_CONTENT_LENGTH``, or the resource's own
+    (``Resource.max_body_setting``: ``MYAPI_MAX_IMPORT_BYTES`` for the CSV import).
+    """
+    setting = "MAX_CONTENT_LENGTH"
+    if has_request_context():
+        view = current_app.view_functions.get(request.endpoint or "")
+        setting = getattr(getattr(view, "view_class", None), "max_body_setting", None) or setting
+    amount = f"{limit} bytes"
+    for unit, size in (("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if limit >= size:
+            amount = f"{limit / size:.3g} {unit} ({limit} bytes)"
+            break
+    return f"The request body is larger than {amount}, the limit set by MYAPI_{setting}."
+
+
+def unknown_url_detail(path: str) -> str:
+    """A 404 for a URL no route matches: the URL that was probably meant, and where every URL is listed.
+
+    The candidates are the path without its trailing slash, and with the
+    ``/api/v1`` prefix it lacks (``/products`` → ``/api/v1/products``).
+    """
+    shown = path if len(path) <= 200 else path[:199] + "…"
+    candidates = [path.rstrip("/")] if len(path) > 1 and path.endswith("/") else []
+    if not path.startswith(API_PREFIX + "/"):
+        candidates += [API_PREFIX + candidate for candidate in (path, *candidates) if candidate != "/"]
+    adapter = current_app.url_map.bind("localhost")
+    for candidate in candidates:
+        try:
+            adapter.match(candidate, method=request.method)
+        except (RequestRedirect, MethodNotAllowed):
+            pass  # a route of that URL (with a slash, or for other methods): still the right hint
+        except HTTPException:
+            continue
+        return f"No such URL: {shown}. Did you mean {candidate}? Every URL of the API is listed at {DOCS}."
+    return (f"No such URL: {shown}. The API is under {API_PREFIX}/ (an index of links); every URL is listed "
+            f"at {DOCS}, and described in {OPENAPI}.")
 
 
 def handle_exception(error: BaseException) -> Response:

@@ -42,6 +42,12 @@ class DateTime(fields.Raw):
         return value.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+class OptionalDateTime(DateTime):
+    """A DateTime that may be null (a key that was never used, never expires...)."""
+
+    schema = {"type": ["string", "null"], "format": "date-time"}
+
+
 class Template(fields.Raw):
     """A string made from attributes of the object, e.g. ``Template("Hey {username}!")``.
 
@@ -86,6 +92,22 @@ user_fields = {
     "date_updated": DateTime,
     "links": links(self="/users/{id}", orders="/orders?user_id={id}"),
 }
+
+api_key_fields = {
+    "id": fields.Integer,
+    "user_id": fields.Integer,
+    "name": fields.String,
+    "prefix": fields.String,
+    "scopes": fields.List(fields.String, attribute="scope_list"),
+    "date_created": DateTime,
+    "expires_at": OptionalDateTime,
+    "last_used_at": OptionalDateTime,
+    "revoked_at": OptionalDateTime,
+    "links": links(self="/api-keys/{id}", user="/users/{user_id}"),
+}
+
+# The answer to POST /api-keys, the one time the secret is shown.
+created_api_key_fields = {**api_key_fields, "secret": fields.String}
 
 token_fields = {
     "token": fields.String,

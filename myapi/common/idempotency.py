@@ -26,6 +26,11 @@ HEADER = "Idempotency-Key"
 REPLAYED = "Idempotent-Replayed"
 STORED_HEADERS = ("Content-Type", "Location", "ETag", "Preference-Applied")
 CHUNK = 64 * 1024
+# How long a request waits for a key's owner lock before answering 409: the
+# moment a database takes to end a killed owner's transaction (a retry sent
+# right after the kill still takes the key over), and time enough for a
+# duplicate of a quick request to get its answer instead of a 409.
+OWNER_WAIT = 0.25
 
 
 def idempotency_key() -> str:
@@ -69,7 +74,22 @@ def run_idempotent(produce: Callable[[], Response]) -> Response:
     digest = request_digest()
     session = get_session()
     session.commit()  # end the auth read: on SQLite it holds the write lock the claim needs
+    # Held from before the claim until the request is over (PostgreSQL: the
+    # work transaction's lock; see services/idempotency.py).
+    owner = idempotency.owner_lock(session, scope=scope, key=key)
+    try:
+        return _run_owned(produce, owner, scope=scope, key=key, digest=digest)
+    finally:
+        owner.release()
+
+
+def _run_owned(produce: Callable[[], Response], owner, *, scope: str, key: str, digest: str) -> Response:
+    session = get_session()
     database = get_db()
+    if not owner.acquire(wait=OWNER_WAIT):  # a live request holds the key
+        with database.session() as read_session:  # no write lock: on SQLite the owner may hold it
+            claim = idempotency.busy(read_session, scope=scope, key=key, digest=digest)
+        return replay(claim.replay)
     with database.session(write=True) as claim_session:
         claim = idempotency.claim(claim_session, scope=scope, key=key, method=request.method,
                                   path=request.path, digest=digest)

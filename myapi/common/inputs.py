@@ -716,3 +716,31 @@ def if_match(value: Any, *_: Any) -> IfMatch:
         return IfMatch(any=True)
     versions = {int(match[1]) for tag in value.split(",") if (match := _ENTITY_TAG.match(tag.strip()))}
     return IfMatch(frozenset(versions))
+
+
+# --- API keys ----------------------------------------------------------------------
+
+
+def _scope_list_schema() -> dict:
+    from ..models import API_KEY_SCOPES
+
+    return {"type": "array", "minItems": 1, "maxItems": len(API_KEY_SCOPES), "uniqueItems": True,
+            "items": {"type": "string", "enum": list(API_KEY_SCOPES)},
+            "description": "What the key may do; a form may send them comma-separated."}
+
+
+@_input_type(_scope_list_schema(), name="scope_list")
+def scope_list(value: Any, *_: Any) -> list[str]:
+    """A non-empty list of known scopes (JSON array, or one comma-separated string from a form)."""
+    from ..models import API_KEY_SCOPES
+
+    if isinstance(value, str):
+        value = [part.strip() for part in value.split(",")]
+    if not isinstance(value, list) or not value or not all(isinstance(item, str) for item in value):
+        raise ValueError("must be a non-empty list of scopes: " + ", ".join(API_KEY_SCOPES))
+    unknown = [item[:40] for item in value if item not in API_KEY_SCOPES]
+    if unknown:
+        raise ValueError(f"unknown scope {unknown[0]!r}; choose from " + ", ".join(API_KEY_SCOPES))
+    if len(set(value)) != len(value):
+        raise ValueError("must not name a scope twice")
+    return list(value)

@@ -18,7 +18,7 @@ from __future__ import annotations
 from flask import Response, g, request
 from werkzeug.wrappers import Response as ResponseBase
 
-from ..db import stream_session
+from ..db import get_session, stream_session
 from ..services.query import Export
 from .contract import Output
 from .errors import validation_problem
@@ -104,9 +104,19 @@ def respond(output: Output | None, result) -> Response:
 
 
 def _export(export: Export, to_dict, columns: list[str]) -> Response:
-    """A streamed download; the rows are read from a session the body owns."""
+    """A streamed download; the rows are read from a session the body owns.
+
+    ``X-Total-Count`` is the number of items when the download starts (for a
+    progress bar; the rows are read by another statement, which may see a
+    write that committed in between).
+    """
+    total = export.count(get_session()) if export.count is not None else None
     session = stream_session()
     if g.get("media_type") == CSV and export.csv is not None:  # formatted by the database
-        return download(export.csv(session, columns), export.name)
-    return streamed(marshalled(session, export.rows, to_dict), columns, export.name)
+        response = download(export.csv(session, columns), export.name)
+    else:
+        response = streamed(marshalled(session, export.rows, to_dict), columns, export.name)
+    if total is not None:
+        response.headers["X-Total-Count"] = str(total)
+    return response
 

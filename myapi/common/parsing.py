@@ -17,7 +17,9 @@ slipping an extra field into a body.
 
 from __future__ import annotations
 
+import difflib
 import io
+import re
 from copy import deepcopy
 
 import orjson
@@ -45,6 +47,28 @@ def is_json_request() -> bool:
     return mimetype in JSON_TYPES or mimetype.endswith("+json")
 
 
+_JSON_START = re.compile(rb"\s*[{\[]")
+FORM_URLENCODED = "application/x-www-form-urlencoded"
+
+
+def looks_like_json(raw: bytes) -> bool:
+    """A body that opens like a JSON object or array (no form field name starts with ``{`` or ``[``)."""
+    return _JSON_START.match(raw) is not None
+
+
+def mislabelled_json(media_types: tuple[str, ...]) -> Problem | None:
+    """The 415 for JSON sent as a form or without a Content-Type (``curl -d '{...}'``), else None.
+
+    Werkzeug would read such a body as one form field named by the whole
+    JSON text; the client meant JSON and forgot the header.
+    """
+    if request.mimetype not in ("", FORM_URLENCODED) or not looks_like_json(request.get_data(cache=True)):
+        return None
+    sent = f"as {request.mimetype}" if request.mimetype else "without a Content-Type"
+    return Problem(415, f"The body looks like JSON but was sent {sent}: send Content-Type: application/json.",
+                   headers={"Accept-Post": ", ".join(media_types)})
+
+
 def request_body():
     """The request body as a dict (JSON) or MultiDict (forms), decoded once.
 
@@ -55,6 +79,9 @@ def request_body():
     if "request_body" in g:
         return g.request_body
     if request.mimetype in FORM_TYPES:
+        mislabelled = mislabelled_json(BODY_TYPES)
+        if mislabelled is not None:
+            raise mislabelled
         body = MultiDict(request.form)
     else:
         raw = request.get_data(cache=True)  # 413 past MAX_CONTENT_LENGTH
@@ -68,11 +95,7 @@ def request_body():
             if not isinstance(body, dict):
                 raise Problem(400, "The JSON body must be an object.", title="Malformed JSON")
         else:
-            raise Problem(
-                415,
-                "Send the body as application/json or application/x-www-form-urlencoded.",
-                headers={"Accept-Post": "application/json, application/x-www-form-urlencoded"},
-            )
+            raise mislabelled_json(BODY_TYPES) or unsupported_media_type(BODY_TYPES)
     g.request_body = body
     return body
 
@@ -177,12 +200,12 @@ class RequestParser(reqparse.RequestParser):
     def _unknown(self) -> dict[str, str]:
         errors = {}
         for location in {arg.location for arg in self.args} - {"headers"}:
-            known = {arg.name for arg in self.args if arg.location == location}
+            known = [arg.name for arg in self.args if arg.location == location]
             if location == "args":
-                known |= GLOBAL_QUERY_ARGS
+                known += sorted(GLOBAL_QUERY_ARGS - set(known))
             for key in _source(location):
                 if key not in known:
-                    errors[str(key)[:100]] = UNKNOWN
+                    errors[str(key)[:100]] = unknown_parameter(str(key), known) if location == "args" else UNKNOWN
         return errors
 
     def _check_media_type(self) -> None:
@@ -191,7 +214,20 @@ class RequestParser(reqparse.RequestParser):
             return
         if request.mimetype in self.media_types or (is_json_request() and JSON_TYPES[0] in self.media_types):
             return
+        if JSON_TYPES[0] in self.media_types:
+            mislabelled = mislabelled_json(self.media_types)
+            if mislabelled is not None:
+                raise mislabelled
         raise unsupported_media_type(self.media_types)
+
+
+def unknown_parameter(name: str, known: list[str]) -> str:
+    """The error of an unknown query parameter: the likely intended one, and every valid one."""
+    message = "Unknown query parameter."
+    guess = difflib.get_close_matches(name[:100].lower(), known, n=1, cutoff=0.6)
+    if guess:
+        message += f" Did you mean `{guess[0]}`?"
+    return message + " Valid parameters: " + ", ".join(known) + "."
 
 
 #: ``If-Match`` for conditional writes: ``args.if_match`` is an IfMatch, or None without the header.
@@ -200,7 +236,10 @@ conditional_parser.add_argument("If-Match", dest="if_match", type=inputs.if_matc
 
 
 def unsupported_media_type(media_types: tuple[str, ...]) -> Problem:
-    return Problem(415, "Send the body as " + " or ".join(media_types) + ".",
+    """415 naming every media type the operation accepts, in the detail and in ``Accept-Post``."""
+    listed = media_types[0] if len(media_types) == 1 else ", ".join(media_types[:-1]) + " or " + media_types[-1]
+    sent = f"{request.mimetype[:100]} is" if request.mimetype else "A body without a Content-Type is"
+    return Problem(415, f"{sent} not accepted here: send the body as {listed}.",
                    headers={"Accept-Post": ", ".join(media_types)})
 
 

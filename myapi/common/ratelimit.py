@@ -14,10 +14,11 @@ gets far.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 
 from flask import Flask, current_app, request
-from flask_limiter import Limiter
+from flask_limiter import Limit, Limiter
 from flask_limiter.util import get_remote_address
 
 EXTENSION = "myapi.limiter"
@@ -25,7 +26,14 @@ EXTENSION = "myapi.limiter"
 
 def init_app(app: Flask) -> Limiter:
     app.config.setdefault("RATELIMIT_HEADERS_ENABLED", True)
-    limiter = Limiter(key_func=get_remote_address, app=app)
+    # The default limit counts per client address and, separately, per bearer
+    # credential (API key or token): a script cannot dodge its key's budget
+    # by spreading over addresses, nor one address's clients share one budget.
+    limiter = Limiter(key_func=get_remote_address, app=app, default_limits=[
+        Limit(setting("RATELIMIT_DEFAULT")),
+        Limit(setting("RATELIMIT_DEFAULT"), key_function=credential_key, scope="credential",
+              exempt_when=lambda: credential_key() == ""),
+    ])
     app.extensions[EXTENSION] = limiter
     return limiter
 
@@ -33,6 +41,14 @@ def init_app(app: Flask) -> Limiter:
 def setting(name: str) -> Callable[[], str]:
     """A limit read from the config at request time."""
     return lambda: current_app.config[name]
+
+
+def credential_key() -> str:
+    """The bearer credential of the request, hashed (never the secret itself): "" without one."""
+    scheme, _, secret = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not secret.strip():
+        return ""
+    return "credential:" + hashlib.sha256(secret.strip().encode()).hexdigest()[:32]
 
 
 def signin_username() -> str:

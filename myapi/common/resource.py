@@ -56,22 +56,29 @@ class Resource(flask_restful.Resource):
             request.max_content_length = current_app.config[self.max_body_setting]
 
         def run() -> Response:
+            self.admit(contract)
             return self.run(method, contract, args, kwargs)
 
         if request.method in SAFE_METHODS:
             return self.read(run)
         open_session(write=True)
         if request.method == "POST" and self.idempotent_post and IDEMPOTENCY_HEADER in request.headers:
-            return run_idempotent(run)
+            # Who may call comes first: a caller who may not POST here never claims a key.
+            self.admit(contract)
+            return run_idempotent(lambda: self.run(method, contract, args, kwargs))
         response = run()
         if response.status_code < 400:
             commit_session()
         return response
 
     @staticmethod
-    def run(method, contract: Contract, args: tuple, kwargs: dict) -> Response:
-        authorise(contract.auth)
+    def admit(contract: Contract) -> None:
+        """Authorise (``requires``) and check ``fields=``: before any body is read or key claimed."""
+        authorise(contract.auth, contract.scope)
         requested_selection(contract.output)
+
+    @staticmethod
+    def run(method, contract: Contract, args: tuple, kwargs: dict) -> Response:
         if contract.parsers or contract.csv_upload is not None:
             parsed = parse_all(contract.parsers)
             if contract.csv_upload is not None:

@@ -1,4 +1,4 @@
-"""The API's own documentation: GET /openapi.json and GET /docs (Swagger UI).
+"""The API's own documentation: GET / (an index of links), GET /openapi.json and GET /docs (Swagger UI).
 
 The document is generated from the parsers and field dicts of the resources
 (common/openapi.py) and cached per app. The Swagger UI page and its assets
@@ -16,7 +16,9 @@ from flask import Response, current_app, send_from_directory
 from flask_restful import fields
 from swagger_ui_bundle import swagger_ui_path
 
+from .. import __version__
 from ..common.contract import documented, marshal_with
+from ..common.fields import links
 from ..common.media import HTML, JSON
 from ..common.openapi import openapi_document
 from ..common.resource import Resource
@@ -75,6 +77,27 @@ document_fields = {
     "paths": fields.Raw,
     "components": fields.Raw,
 }
+
+
+#: Where to start: the documentation for people and for programs, and the health check.
+index_fields = {
+    "name": fields.String,
+    "version": fields.String,
+    "description": fields.String,
+    "links": links(docs="/docs", openapi="/openapi.json", health="/health"),
+}
+
+
+class ApiIndex(Resource):
+    """``/api/v1/``, and ``/`` (the one URL outside the prefix): a first request finds the documentation."""
+
+    media_types = (JSON,)
+
+    @documented(summary="Where to start: links to the documentation, the OpenAPI document and the health check")
+    @marshal_with(index_fields)
+    def get(self):
+        return {"name": "myapi", "version": __version__,
+                "description": "A store back end: users and sign-in, a product catalogue, orders, sales reports."}
 
 
 class OpenApiDocument(Resource):

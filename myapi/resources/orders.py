@@ -45,14 +45,14 @@ class OrderList(Resource):
     @documented(summary="List your orders (an admin: everyone's)", errors=(403,))
     @marshal_with(order_fields, paged=True)
     @parses(list_parser)
-    @requires("user")
+    @requires("user", "orders:read")
     def get(self, args):
         return orders_service.list_orders(get_session(), current_user(), **args)
 
     @documented(summary="Place an order", errors=(409,))
     @marshal_with(order_fields, status=201, etag=True, location=order_location)
     @parses(place_parser)
-    @requires("user")
+    @requires("user", "orders:write")
     def post(self, args):
         return orders_service.place_order(get_session(), current_user(), args["items"], args.shipping_address)
 
@@ -60,14 +60,14 @@ class OrderList(Resource):
 class Order(Resource):
     @documented(summary="Read an order")
     @marshal_with(order_fields, etag=True)
-    @requires("user")
+    @requires("user", "orders:read")
     def get(self, order_id: int):
         return orders_service.visible_order(get_session(), current_user(), order_id)
 
     @documented(summary="Change an order's status (cancel it; an admin: pay, ship, complete)", errors=(403, 409))
     @marshal_with(order_fields, etag=True)
     @parses(status_parser, conditional_parser)
-    @requires("user")
+    @requires("user", "orders:write")
     def patch(self, args, order_id: int):
         return orders_service.change_status(get_session(), current_user(), order_id, args.status,
                                             if_match=args.if_match)
@@ -79,6 +79,6 @@ class OrderExport(Resource):
     @documented(summary="Export every matching order (streamed JSON, NDJSON or CSV)", errors=(403,))
     @marshal_with(order_fields, export=True)
     @parses(filter_parser)
-    @requires("user")
+    @requires("user", "orders:read")
     def get(self, args):
         return orders_service.export_orders(current_user(), **args)

@@ -62,13 +62,14 @@ class ProductList(Resource):
     @documented(summary="List products")
     @marshal_with(product_fields, paged=True)
     @parses(list_parser)
+    @requires("none", "products:read")
     def get(self, args):
         return products_service.list_products(get_session(), **args)
 
     @documented(summary="Create a product", errors=(409,))
     @marshal_with(product_fields, status=201, etag=True, location=product_location)
     @parses(create_parser)
-    @requires("admin")
+    @requires("admin", "products:write")
     def post(self, args):
         return products_service.create_product(get_session(), dict(args))
 
@@ -76,13 +77,14 @@ class ProductList(Resource):
 class Product(Resource):
     @documented(summary="Read a product")
     @marshal_with(product_fields, etag=True)
+    @requires("none", "products:read")
     def get(self, product_id: int):
         return products_service.get_product(get_session(), product_id)
 
     @documented(summary="Replace a product", errors=(409,))
     @marshal_with(product_fields, etag=True)
     @parses(put_parser, conditional_parser)
-    @requires("admin")
+    @requires("admin", "products:write")
     def put(self, args, product_id: int):
         if_match = args.pop("if_match")
         return products_service.update_product(get_session(), product_id, args, if_match=if_match)
@@ -90,14 +92,14 @@ class Product(Resource):
     @documented(summary="Change some of a product's fields", errors=(409,))
     @marshal_with(product_fields, etag=True)
     @parses(patch_parser, conditional_parser)
-    @requires("admin")
+    @requires("admin", "products:write")
     def patch(self, args, product_id: int):
         if_match = args.pop("if_match")
         return products_service.update_product(get_session(), product_id, args, if_match=if_match)
 
     @documented(summary="Delete a product that no order names (409 otherwise: retire it instead)", errors=(409,))
     @parses(conditional_parser)
-    @requires("admin")
+    @requires("admin", "products:write")
     def delete(self, args, product_id: int):
         products_service.delete_product(get_session(), product_id, if_match=args.if_match)
 
@@ -110,6 +112,7 @@ import_parser.add_argument("dry_run", type=inputs.boolean, default=False)
 import_result_fields = {
     "created": fields.Integer,
     "updated": fields.Integer,
+    "unchanged": fields.Integer,  # rows equal to the stored product: not written, same version
     "rows": fields.Integer,
     "dry_run": fields.Boolean,
 }
@@ -129,7 +132,7 @@ class ProductImport(Resource):
     @documented(summary="Import products from CSV (all or nothing; upsert by sku)")
     @marshal_with(import_result_fields)
     @parses(import_parser, csv_upload=put_parser)
-    @requires("admin")
+    @requires("admin", "products:write")
     def post(self, args):
         return catalog_import.import_products(get_session(), args.upload, IMPORT_RULES, dry_run=args.dry_run)
 
@@ -140,5 +143,6 @@ class ProductExport(Resource):
     @documented(summary="Export every matching product (streamed JSON, NDJSON or CSV)")
     @marshal_with(product_fields, export=True)
     @parses(filter_parser)
+    @requires("none", "products:read")
     def get(self, args):
         return products_service.export_products(link_prefix=f"{API_PREFIX}/products/", **args)

@@ -48,7 +48,7 @@ class TopCustomers(Resource):
     @documented(summary="The customers who spent most")
     @marshal_with(top_customer_fields, envelope="data")
     @parses(top_customers_parser)
-    @requires("admin")
+    @requires("admin", "reports:read")
     def get(self, args):
         return reports_service.top_customers(get_session(), **args)
 
@@ -57,7 +57,7 @@ class RevenueByCategory(Resource):
     @documented(summary="Revenue and units sold per category")
     @marshal_with(category_revenue_fields, envelope="data")
     @parses(interval_parser)
-    @requires("admin")
+    @requires("admin", "reports:read")
     def get(self, args):
         return reports_service.revenue_by_category(get_session(), **args)
 
@@ -66,6 +66,6 @@ class MonthlyRevenue(Resource):
     @documented(summary="Revenue of each month of a year, with a running total")
     @marshal_with(monthly_revenue_fields, envelope="data")
     @parses(year_parser)
-    @requires("admin")
+    @requires("admin", "reports:read")
     def get(self, args):
         return reports_service.monthly_revenue(get_session(), **args)

@@ -50,7 +50,7 @@ class UserList(Resource):
     @documented(summary="List users")
     @marshal_with(user_fields, paged=True)
     @parses(list_parser)
-    @requires("admin")
+    @requires("admin", "users:read")
     def get(self, args):
         return users_service.list_users(get_session(), **args)
 
@@ -68,7 +68,7 @@ class User(Resource):
 
     @documented(summary="Read a user (yourself, or anyone as an admin)")
     @marshal_with(user_fields, etag=True)
-    @requires("user")
+    @requires("user", "users:read")
     def get(self, user_id: int):
         return users_service.visible_user(get_session(), current_user(), user_id)
 

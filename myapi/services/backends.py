@@ -3,8 +3,10 @@
 A service asks ``backend_for(session)`` and calls the backend rather than
 comparing dialect names. A backend knows how to lock rows for an update,
 format a UTC timestamp in SQL (a report's month, an export's ISO time),
-serialise imports, bulk upsert a batch of products, and stream a query's
-rows as CSV written by the database:
+serialise imports, bulk upsert a batch of products, stream a query's
+rows as CSV written by the database, and give an Idempotency-Key's owner
+its lock (services/owner_locks.py: an advisory lock on PostgreSQL, a file
+record lock on SQLite):
 
 * SQLite: the request's ``BEGIN IMMEDIATE`` already serialises writers, so
   nothing more is locked; the import runs the driver's own ``executemany``;
@@ -13,6 +15,13 @@ rows as CSV written by the database:
   imports; each batch is COPY'd into a temporary table and upserted from it
   with one ``INSERT ... SELECT ... ON CONFLICT``; the export is ``COPY (...)
   TO STDOUT``, relayed as it arrives.
+
+Both upserts update a row only when a column differs from the stored value
+(``ON CONFLICT ... DO UPDATE ... WHERE``): an unchanged row keeps its version
+and date_updated, and is counted as unchanged. Both append each batch's
+(sku, row number) pairs to a temporary table without an index, and one
+``GROUP BY`` at the end finds a sku the file named in two batches (an index
+kept up to date row by row cost a sixth of the PostgreSQL import's time).
 
 The SQL is built from ``product_columns`` (the column list) and
 ``myapi.csvcells`` (the CSV rules).
@@ -23,12 +32,13 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 
-from sqlalchemy import Select, String, case, func, select, text, type_coerce
+from sqlalchemy import Select, String, case, func, text, type_coerce
 from sqlalchemy.dialects.postgresql.base import PGDialect
 from sqlalchemy.orm import Session
 
 from ..csvcells import DELIMITER, LINE_END, QUOTE, QUOTED_IF_CONTAINS
 from ..models import Product, utcnow
+from .owner_locks import AdvisoryXactLock, FileRecordLock, OwnerLock
 from .product_columns import KIND, WRITABLE
 
 IMPORT_LOCK_ID = 0x6D79617069  # "myapi": the advisory lock that serialises imports
@@ -66,16 +76,34 @@ class Backend:
         """Serialise imports across processes and hosts, until the transaction ends."""
         raise NotImplementedError
 
+    def owner_lock(self, session: Session, number: int) -> OwnerLock:
+        """The lock an Idempotency-Key's owner holds while it works (services/owner_locks.py)."""
+        raise NotImplementedError
+
     def prepare_import(self, session: Session) -> None:
-        """Ready the transaction for ``upsert`` calls."""
+        """Ready the transaction for ``upsert`` and ``note_skus`` calls."""
         raise NotImplementedError
 
-    def import_batch(self, rows: list[tuple]):
-        """Rows of WRITABLE values (distinct skus, money in cents) in the form ``upsert`` takes."""
+    def import_batch(self, numbers: list[int], rows: list[tuple]):
+        """Rows of WRITABLE values (distinct skus, money in cents) and their row numbers in the file,
+        in the form ``upsert`` and ``note_skus`` take."""
         raise NotImplementedError
 
-    def upsert(self, session: Session, batch) -> tuple[int, int]:
-        """Insert or update (by sku) one ``import_batch``; the counts (created, updated)."""
+    def upsert(self, session: Session, batch) -> tuple[int, int, int]:
+        """Insert or update (by sku) one ``import_batch``, and note its skus as ``note_skus`` does;
+        the counts (created, updated, unchanged). A row equal to the stored product is not written."""
+        raise NotImplementedError
+
+    def note_skus(self, session: Session, batch) -> None:
+        """Note the batch's skus and row numbers, writing no product (an import that already failed)."""
+        raise NotImplementedError
+
+    def repeated_skus(self, session: Session) -> list[tuple[str, int]]:
+        """``(sku, row number)`` of every noted sku that two batches named, by sku and row."""
+        raise NotImplementedError
+
+    def finish_import(self, session: Session) -> None:
+        """Drop what ``prepare_import`` made, once every batch is written."""
         raise NotImplementedError
 
     def export_csv(self, session: Session, stmt: Select, cells: list, columns, chunk: int) -> Iterator[bytes]:
@@ -91,9 +119,20 @@ class Backend:
 # -- SQLite ---------------------------------------------------------------------------
 
 _WRITABLE = ", ".join(WRITABLE)
-_ON_CONFLICT = f"""ON CONFLICT (sku) DO UPDATE SET
-    {", ".join(f"{name} = excluded.{name}" for name in WRITABLE if name != "sku")},
-    version = products.version + 1, date_updated = excluded.date_updated"""
+
+
+def _on_conflict(distinct: str) -> str:
+    """The upsert's conflict clause; ``distinct`` is the dialect's null-safe "differs" operator.
+
+    The WHERE leaves a row whose every column is already the stored value
+    untouched: same version, same date_updated (a nightly sync of an
+    unchanged catalogue changes no ETag).
+    """
+    columns = [name for name in WRITABLE if name != "sku"]
+    return f"""ON CONFLICT (sku) DO UPDATE SET
+    {", ".join(f"{name} = excluded.{name}" for name in columns)},
+    version = products.version + 1, date_updated = excluded.date_updated
+    WHERE {" OR ".join(f"products.{name} {distinct} excluded.{name}" for name in columns)}"""
 
 # The driver's own executemany of one statement (SQLAlchemy's per-row
 # parameter processing was two thirds of the import's time). The SQL texts
@@ -101,7 +140,16 @@ _ON_CONFLICT = f"""ON CONFLICT (sku) DO UPDATE SET
 SQLITE_UPSERT = f"""
 INSERT INTO products ({_WRITABLE}, version, date_created, date_updated)
 VALUES ({", ".join("?" for _ in WRITABLE)}, 1, ?, ?)
-{_ON_CONFLICT}
+{_on_conflict("IS NOT")}
+"""  # noqa: S608
+# Every (sku, row number) of this import so far: appended, never looked up row by row.
+SQLITE_SKUS_TABLE = "CREATE TEMP TABLE IF NOT EXISTS import_skus (sku TEXT NOT NULL, row_number INTEGER NOT NULL)"
+SQLITE_NOTE_SKUS = "INSERT INTO temp.import_skus (sku, row_number) VALUES (?, ?)"
+# The skus two batches named (a batch holds a sku once), with each row that named them.
+REPEATED_SKUS = """
+SELECT sku, row_number FROM {table}
+WHERE sku IN (SELECT sku FROM {table} GROUP BY sku HAVING count(*) > 1)
+ORDER BY sku, row_number
 """  # noqa: S608
 
 # GLOB: a cell the csv module would quote.
@@ -127,26 +175,47 @@ class SQLite(Backend):
     def lock_imports(self, session: Session) -> None:
         pass  # the request's BEGIN IMMEDIATE does
 
+    def owner_lock(self, session: Session, number: int) -> OwnerLock:
+        return FileRecordLock(session.get_bind().url.database, number)
+
     def prepare_import(self, session: Session) -> None:
-        pass
+        session.execute(text(SQLITE_SKUS_TABLE))
+        session.execute(text("DELETE FROM temp.import_skus"))  # a committed import's, on this connection
 
-    def import_batch(self, rows: list[tuple]) -> list[tuple]:
-        return rows
+    def import_batch(self, numbers: list[int], rows: list[tuple]) -> tuple[list[int], list[tuple]]:
+        return numbers, rows
 
-    def upsert(self, session: Session, rows: list[tuple]) -> tuple[int, int]:
-        skus = [row[SKU_AT] for row in rows]
-        existing = 0
-        for start in range(0, len(skus), 500):  # well under SQLite's bound-parameter limit
-            existing += session.scalar(select(func.count()).where(Product.sku.in_(skus[start:start + 500])))
+    def note_skus(self, session: Session, batch: tuple[list[int], list[tuple]]) -> None:
+        numbers, rows = batch
+        cursor = session.connection().connection.driver_connection.cursor()
+        try:
+            cursor.executemany(SQLITE_NOTE_SKUS, zip([row[SKU_AT] for row in rows], numbers, strict=True))
+        finally:
+            cursor.close()
+
+    def repeated_skus(self, session: Session) -> list[tuple[str, int]]:
+        return [tuple(found) for found in session.execute(text(REPEATED_SKUS.format(table="temp.import_skus")))]
+
+    def upsert(self, session: Session, batch: tuple[list[int], list[tuple]]) -> tuple[int, int, int]:
+        self.note_skus(session, batch)
+        _, rows = batch
         # The column's own bind processor: the timestamp is stored as SQLAlchemy stores it.
         dialect = session.get_bind().dialect
         now = Product.__table__.c.date_updated.type.dialect_impl(dialect).bind_processor(dialect)(utcnow())
         cursor = session.connection().connection.driver_connection.cursor()
         try:
+            # A new row's id (the rowid) is above every id before it, and the transaction's
+            # write lock keeps other writers out: the ids above this one are the created rows.
+            last_id = cursor.execute("SELECT coalesce(max(id), 0) FROM products").fetchone()[0]
             cursor.executemany(SQLITE_UPSERT, [(*row, now, now) for row in rows])
+            written = cursor.rowcount  # inserted + updated: an unchanged row is no change
+            created = cursor.execute("SELECT count(*) FROM products WHERE id > ?", (last_id,)).fetchone()[0]
         finally:
             cursor.close()
-        return len(rows) - existing, existing
+        return created, written - created, len(rows) - written
+
+    def finish_import(self, session: Session) -> None:
+        session.execute(text("DROP TABLE IF EXISTS temp.import_skus"))
 
     def export_csv(self, session: Session, stmt: Select, cells: list, columns, chunk: int) -> Iterator[bytes]:
         # The query returns whole CSV lines, quoted as the csv module would.
@@ -219,14 +288,23 @@ def _staging_type(name: str) -> str:
 # xmax = 0 marks a row the INSERT created rather than updated.
 STAGING_TABLE = f"""
 CREATE TEMP TABLE IF NOT EXISTS import_batch (
+    row_number integer,
     {", ".join(f"{name} {_staging_type(name)}" for name in WRITABLE)}
 ) ON COMMIT DROP
 """
+# Every (sku, row number) of this import so far: appended, never looked up row by row.
+SKUS_TABLE = """
+CREATE TEMP TABLE IF NOT EXISTS import_skus (sku text NOT NULL, row_number integer NOT NULL) ON COMMIT DROP
+"""
+NOTE_SKUS = "INSERT INTO import_skus (sku, row_number) SELECT sku, row_number FROM import_batch"
+# One statement notes the batch's skus and upserts it; RETURNING lists the rows
+# inserted or updated (an unchanged row is neither).
 STAGED_UPSERT = f"""
-WITH upserted AS (
+WITH noted AS ({NOTE_SKUS}),
+upserted AS (
     INSERT INTO products ({_WRITABLE}, version, date_created, date_updated)
     SELECT {_WRITABLE}, 1, :now, :now FROM import_batch
-    {_ON_CONFLICT}
+    {_on_conflict("IS DISTINCT FROM")}
     RETURNING xmax = 0 AS created
 )
 SELECT count(*) FILTER (WHERE created), count(*) FROM upserted
@@ -273,22 +351,41 @@ class PostgreSQL(Backend):
     def lock_imports(self, session: Session) -> None:
         session.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": IMPORT_LOCK_ID})
 
+    def owner_lock(self, session: Session, number: int) -> OwnerLock:
+        return AdvisoryXactLock(session, number)
+
     def prepare_import(self, session: Session) -> None:
         session.execute(text(STAGING_TABLE))
+        session.execute(text(SKUS_TABLE))
 
-    def import_batch(self, rows: list[tuple]) -> bytes:
-        """The rows in COPY's text format, built column by column."""
-        columns = [encode(values) for encode, values in zip(_COPY_COLUMNS, zip(*rows, strict=True), strict=True)]
+    def import_batch(self, numbers: list[int], rows: list[tuple]) -> tuple[bytes, int]:
+        """The row numbers and rows in COPY's text format, built column by column; and the row count."""
+        columns = [map(str, numbers)]
+        columns += [encode(values) for encode, values in zip(_COPY_COLUMNS, zip(*rows, strict=True), strict=True)]
         lines = "\n".join(map("\t".join, zip(*columns, strict=True)))
-        return (lines + "\n").encode("utf-8")  # the connection's client_encoding (db.make_engine)
+        return (lines + "\n").encode("utf-8"), len(rows)  # the connection's client_encoding (db.make_engine)
 
-    def upsert(self, session: Session, payload: bytes) -> tuple[int, int]:
+    def _stage(self, session: Session, payload: bytes) -> None:
         session.execute(text("TRUNCATE import_batch"))
         cursor = session.connection().connection.driver_connection.cursor()
-        with cursor, cursor.copy(f"COPY import_batch ({_WRITABLE}) FROM STDIN") as copy:
+        with cursor, cursor.copy(f"COPY import_batch (row_number, {_WRITABLE}) FROM STDIN") as copy:
             copy.write(payload)
-        created, total = session.execute(text(STAGED_UPSERT), {"now": utcnow()}).one()
-        return created, total - created
+
+    def upsert(self, session: Session, batch: tuple[bytes, int]) -> tuple[int, int, int]:
+        payload, count = batch
+        self._stage(session, payload)
+        created, written = session.execute(text(STAGED_UPSERT), {"now": utcnow()}).one()
+        return created, written - created, count - written
+
+    def note_skus(self, session: Session, batch: tuple[bytes, int]) -> None:
+        self._stage(session, batch[0])
+        session.execute(text(NOTE_SKUS))
+
+    def repeated_skus(self, session: Session) -> list[tuple[str, int]]:
+        return [tuple(found) for found in session.execute(text(REPEATED_SKUS.format(table="import_skus")))]
+
+    def finish_import(self, session: Session) -> None:
+        pass  # the temporary tables go at commit (ON COMMIT DROP)
 
     def export_csv(self, session: Session, stmt: Select, cells: list, columns, chunk: int) -> Iterator[bytes]:
         yield (DELIMITER.join(columns) + "\n").encode()  # as COPY ends its lines

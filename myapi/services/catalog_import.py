@@ -8,8 +8,14 @@ into a temporary table and upserted from it while a second thread validates
 the next batch; on SQLite the driver's ``executemany`` runs one upsert per
 row). Memory holds a few batches, not the file. Any bad row makes the whole
 import a no-op (the transaction is rolled back) and every bad row is
-reported, the first 100 in full. Imports run one at a time (an advisory lock
-on PostgreSQL; ``BEGIN IMMEDIATE`` on SQLite), so two overlapping uploads
+reported, the first 100 in full. A sku named twice in one file is a row
+error naming both rows: a batch's repeats are found as it is built, and
+repeats across batches by the database, which notes every batch's skus in
+a temporary table (memory never holds the file's skus). A row equal to the
+stored product (every column the import
+writes) is written not at all: its version and date_updated stay, and it
+counts as ``unchanged``. Imports run one at a time (an advisory lock on
+PostgreSQL; ``BEGIN IMMEDIATE`` on SQLite), so two overlapping uploads
 neither deadlock nor interleave.
 
 The columns are ``product_columns.WRITABLE``; the other columns an export
@@ -20,6 +26,8 @@ edited and imported again as it is.
 from __future__ import annotations
 
 import csv
+import heapq
+import itertools
 import queue
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -49,14 +57,28 @@ class ImportResult:
     rows: int = 0
     created: int = 0
     updated: int = 0
-    errors: list[dict] = field(default_factory=list)
+    unchanged: int = 0  # rows equal to the stored product: nothing written
     error_count: int = 0
     dry_run: bool = False
+    # The MAX_REPORTED_ERRORS errors of the lowest rows, as (-row, order, error): with read-ahead,
+    # two threads report errors, not always in row order.
+    _kept: list = field(default_factory=list, repr=False)
+    _order: itertools.count = field(default_factory=itertools.count, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def add_error(self, row: int, column: str, message: str) -> None:
-        self.error_count += 1
-        if len(self.errors) < MAX_REPORTED_ERRORS:
-            self.errors.append({"row": row, "field": column, "message": message})
+        entry = (-row, -next(self._order), {"row": row, "field": column, "message": message})
+        with self._lock:
+            self.error_count += 1
+            if len(self._kept) < MAX_REPORTED_ERRORS:
+                heapq.heappush(self._kept, entry)
+            else:
+                heapq.heappushpop(self._kept, entry)  # drops the highest row
+
+    @property
+    def errors(self) -> list[dict]:
+        """The first MAX_REPORTED_ERRORS errors, by row (a row's own in the order found)."""
+        return [error for _, _, error in sorted(self._kept, key=lambda entry: (-entry[0], -entry[1]))]
 
 
 class ImportRejected(Invalid):
@@ -141,16 +163,21 @@ def _validator(columns: list[str], rules: dict[str, Rule]):
     return validated
 
 
-def _validated_batches(reader, columns: list[str], rules: dict[str, Rule], result: ImportResult,
-                       batch_size: int) -> Iterator[list[tuple]]:
-    """Validate every record; yield the good ones as upsert rows, ``batch_size`` distinct skus at a time.
+def repeated_sku(result: ImportResult, sku: str, first: int, row: int) -> None:
+    result.add_error(row, "sku", f"{sku} is on rows {first} and {row}: a file may name a sku once.")
 
-    A sku repeated in the file: the last row wins (ON CONFLICT may not touch
-    a row twice in one statement, and later batches overwrite earlier ones).
-    Once any row is bad nothing more is yielded: the rest is only validated.
+
+def _validated_batches(reader, columns: list[str], rules: dict[str, Rule], result: ImportResult,
+                       batch_size: int) -> Iterator[tuple[list[int], list[tuple]]]:
+    """Validate every record; yield the good ones, ``batch_size`` at a time, as (row numbers, upsert rows).
+
+    A sku repeated inside a batch is reported here; one repeated across
+    batches, by the backend's ``repeated_skus`` at the end. Valid rows are
+    yielded even after a bad one, so that every repeat is found (nothing is
+    written then).
     """
     validated = _validator(columns, rules)
-    batch: dict[str, tuple] = {}
+    batch: dict[str, tuple[int, tuple]] = {}  # sku -> (row number, row)
     row_number = 1
     try:
         for record in reader:
@@ -159,18 +186,37 @@ def _validated_batches(reader, columns: list[str], rules: dict[str, Rule], resul
                 continue  # blank lines are not products
             result.rows += 1
             row = validated(record, row_number, result)
-            if row is None or result.error_count:
+            if row is None:
                 continue
-            batch[row[SKU_AT]] = row
+            earlier = batch.get(row[SKU_AT])
+            if earlier is not None:
+                repeated_sku(result, row[SKU_AT], earlier[0], row_number)
+                continue
+            batch[row[SKU_AT]] = (row_number, row)
             if len(batch) >= batch_size:
-                yield list(batch.values())
+                yield _unzipped(batch)
                 batch = {}
     except csv.Error as error:
         result.add_error(row_number + 1, "*", f"Not valid CSV: {error}.")
     except UnicodeDecodeError:
         result.add_error(row_number + 1, "*", "The file is not UTF-8 text.")
-    if batch and not result.error_count:
-        yield list(batch.values())
+    if batch:
+        yield _unzipped(batch)
+
+
+def _repeats_across_batches(found: list[tuple[str, int]], result: ImportResult) -> None:
+    """Report each later row of a sku that several batches named (the rows by sku, then row number)."""
+    first: dict[str, int] = {}
+    for sku, row in found:
+        if sku in first:
+            repeated_sku(result, sku, first[sku], row)
+        else:
+            first[sku] = row
+
+
+def _unzipped(batch: dict[str, tuple[int, tuple]]) -> tuple[list[int], list[tuple]]:
+    numbers, rows = zip(*batch.values(), strict=True)
+    return list(numbers), list(rows)
 
 
 def _read_ahead(items: Iterator, *, depth: int = 1) -> Iterator:
@@ -246,20 +292,25 @@ def import_products(session: Session, lines: Iterable[str], rules: dict[str, Rul
     backend.lock_imports(session)
     result = ImportResult()
     backend.prepare_import(session)
-    batches = (backend.import_batch(rows)
-               for rows in _validated_batches(reader, columns, rules, result, backend.import_batch_size))
+    batches = (backend.import_batch(numbers, rows)
+               for numbers, rows in _validated_batches(reader, columns, rules, result, backend.import_batch_size))
     if backend.read_ahead:  # a thread validates (and encodes) the next batch while this one is written
         batches = _read_ahead(batches)
     # closing(): when a write fails, the validating thread stops now, not
     # whenever the traceback holding the generator is collected.
     with closing(batches):
         for batch in batches:
-            if not result.error_count:
-                created, updated = backend.upsert(session, batch)
-                result.created += created
-                result.updated += updated
+            if result.error_count:
+                backend.note_skus(session, batch)  # only to find the repeats: nothing will be kept
+                continue
+            created, updated, unchanged = backend.upsert(session, batch)
+            result.created += created
+            result.updated += updated
+            result.unchanged += unchanged
+    _repeats_across_batches(backend.repeated_skus(session), result)
     if result.error_count:
         raise InvalidRows(result)
     if result.rows == 0:
         raise ImportRejected("The file has a header but no product rows.")
+    backend.finish_import(session)
     return result

@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session, selectinload
 from ..models import CENT, Order, OrderItem, Product, User
 from .backends import backend_for
 from .errors import Conflict, InsufficientStock, Invalid, NotFound, PermissionDenied
-from .query import Export, IfMatch, Page, apply_sort, check_version, paginate
+from .query import Export, IfMatch, Page, apply_sort, check_version, count_rows, paginate
 
 SORT_KEYS = {
     "id": Order.id,
@@ -76,7 +76,7 @@ def place_order(session: Session, user: User, lines: Sequence[tuple[int, int]], 
         )
     short = [
         {"product_id": pid, "field": "quantity", "requested": quantity, "available": products[pid].stock,
-         "message": f"Only {products[pid].stock} in stock."}
+         "message": f"Only {products[pid].stock} in stock." if products[pid].stock else "Out of stock."}
         for pid, quantity in lines
         if products[pid].stock < quantity
     ]
@@ -145,7 +145,8 @@ def list_orders(session: Session, user: User, *, page: int = 1, per_page: int = 
 def export_orders(user: User, **filters) -> Export:
     """Every order ``user`` may see that matches, 500 at a time (their items in one IN query per chunk)."""
     stmt = filtered(user, **filters).execution_options(yield_per=500)
-    return Export(name=f"orders-{dt.date.today().isoformat()}", rows=lambda session: session.scalars(stmt))
+    return Export(name=f"orders-{dt.date.today().isoformat()}", rows=lambda session: session.scalars(stmt),
+                  count=lambda session: count_rows(session, stmt))
 
 
 def change_status(session: Session, user: User, order_id: int, target: str, *,

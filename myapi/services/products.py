@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from ..models import OrderItem, Product
 from . import catalog_export
 from .errors import Conflict, NotFound
-from .query import Export, IfMatch, Page, apply_sort, check_version, like_pattern, paginate
+from .query import Export, IfMatch, Page, apply_sort, check_version, count_rows, like_pattern, paginate
 
 SORT_KEYS = {
     "id": Product.id,
@@ -71,6 +71,7 @@ def export_products(*, link_prefix: str, **filters) -> Export:
         name=f"products-{dt.date.today().isoformat()}",
         rows=lambda session: catalog_export.export_rows(session, stmt),
         csv=lambda session, columns: catalog_export.export_csv(session, stmt, link_prefix, columns),
+        count=lambda session: count_rows(session, stmt),
     )
 
 

@@ -44,9 +44,14 @@ class Page:
         return math.ceil(self.total_items / self.per_page)
 
 
+def count_rows(session: Session, stmt: Select) -> int:
+    """How many rows ``stmt`` selects: one COUNT statement."""
+    return session.scalar(select(func.count()).select_from(stmt.order_by(None).subquery())) or 0
+
+
 def paginate(session: Session, stmt: Select, page: int, per_page: int) -> Page:
     """One page of ``stmt`` plus a COUNT of every matching row: two statements."""
-    total = session.scalar(select(func.count()).select_from(stmt.order_by(None).subquery()))
+    total = count_rows(session, stmt)
     rows = session.scalars(stmt.limit(per_page).offset((page - 1) * per_page)).all()
     return Page(items=list(rows), page=page, per_page=per_page, total_items=total or 0)
 
@@ -59,11 +64,15 @@ class Export:
     generic CSV). ``csv(session, columns)``, when given, gives ready CSV
     bytes (header included) for those output columns, formatted by the
     database. ``session`` belongs to the response body, not to the request.
+    ``count(session)``, when given, counts the items before the download
+    starts (the ``X-Total-Count`` a progress bar shows); it runs in the
+    request's session.
     """
 
     name: str
     rows: Callable[[Session], Iterable]
     csv: Callable[[Session, Sequence[str]], Iterable[bytes]] | None = None
+    count: Callable[[Session], int] | None = None
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from ..models import Token, User, utcnow
+from . import api_keys
 from .errors import Conflict, NotFound, PermissionDenied
 from .query import IfMatch, Page, apply_sort, check_version, like_pattern, paginate
 
@@ -166,6 +167,8 @@ def deactivate_user(session: Session, user: User) -> None:
 
 
 def revoke_tokens(session: Session, user_id: int) -> None:
+    """Every sign-in token and API key of the user stops working at once."""
     session.execute(
         update(Token).where(Token.user_id == user_id, Token.revoked_at.is_(None)).values(revoked_at=utcnow())
     )
+    api_keys.revoke_user_keys(session, user_id)

@@ -35,12 +35,17 @@ from .routes import Route, api_routes, path_parameters
 from .schemas import SchemaNames, argument_schema, body_schema, field_instance, fields_schema, parser_arguments
 
 WRITES = ("post", "put", "patch")
-SECURITY = {
-    "none": None,
-    "user": [{"bearerAuth": []}],
-    "admin": [{"bearerAuth": []}],
-    "password": [{"basicAuth": []}, {}],
-}
+def security_of(contract: Contract) -> list[dict] | None:
+    """Who may call: anonymous (``{}``), a sign-in token, an API key holding the route's scope, HTTP Basic."""
+    if contract.auth == "password":
+        return [{"basicAuth": []}, {}]
+    requirements = [{}] if contract.auth == "none" else []
+    if contract.auth != "none" or contract.scope is not None:
+        requirements.append({"bearerAuth": []})
+    if contract.scope is not None:
+        # OpenAPI 3.1 lets a non-OAuth requirement list the roles it needs: the key's scope.
+        requirements.append({"apiKey": [contract.scope]})
+    return requirements if requirements != [{}] else None  # anyone: no requirement to state
 
 
 @dataclass
@@ -133,13 +138,38 @@ def fields_parameter(field_dict: dict) -> dict:
     }
 
 
+EXAMPLE_KEYS = ("example", "examples")
+
+
 def _argument_parameter(argument, where: str) -> dict:
     parameter = {"name": argument.name, "in": where, "schema": argument_schema(argument)}
     if argument.required:
         parameter["required"] = True
+    else:
+        _example_in_words(parameter)
     if where == "query" and argument.action == "append":
         parameter.update(style="form", explode=True)
     return parameter
+
+
+def _example_in_words(parameter: dict) -> None:
+    """An optional parameter's example moves from its schema to its description.
+
+    Swagger UI's "Try it out" fills every input with its schema's example,
+    and an optional filter filled in filters: GET /products executed as-is
+    asked for min_price=max_price=19.99 and listed two products. A
+    ``default`` stays: it is what the server does without the parameter.
+    """
+    schema = parameter["schema"]
+    examples = []
+    for node in (schema, schema.get("items", {})):
+        for key in EXAMPLE_KEYS:
+            value = node.pop(key, None)
+            if value is not None:
+                examples += value if key == "examples" else [value]
+    if examples:
+        words = schema.get("description", "").strip()
+        parameter["description"] = (words + " " if words else "") + f"For example `{examples[0]}`."
 
 
 def parameters_of(op: Operation) -> list[dict]:
@@ -200,7 +230,8 @@ def csv_file_pattern(columns_parser) -> str:
     required = [a for a in columns_parser.args if a.required]
     header = ",".join(a.name for a in required)
     row = ",".join(csv_cell_pattern(a) for a in required)
-    return f"^{header}\\r?\\n(?:{row}\\r?\\n){{1,20}}$"
+    # One row: a pattern cannot say "no sku twice", and a repeated sku is a row error.
+    return f"^{header}\\r?\\n{row}\\r?\\n$"
 
 
 def csv_upload_body(columns_parser) -> dict:
@@ -210,8 +241,9 @@ def csv_upload_body(columns_parser) -> dict:
     description = (
         "A CSV file with a header row, as the body (text/csv) or as the multipart field `file`. "
         f"Required columns: {', '.join(required)}; optional: {', '.join(optional)}. Each row is "
-        "checked with the rules of the matching field of PUT /products/{product_id}. The schema's "
-        "pattern is one plain form that is always accepted; any CSV that keeps those rules is."
+        "checked with the rules of the matching field of PUT /products/{product_id}; a sku may appear "
+        "once per file. The schema's pattern is one plain form that is always accepted (a header and "
+        "one row); any CSV that keeps those rules is."
     )
     upload = {"type": "string", "contentMediaType": CSV, "pattern": csv_file_pattern(columns_parser)}
     return {
@@ -303,7 +335,7 @@ def success_headers(op: Operation) -> dict:
     if op.collection == "page":
         names += ["X-Total-Count", "Link"]
     if op.collection == "stream":
-        names.append("Content-Disposition")
+        names += ["Content-Disposition", "X-Total-Count"]
     if op.minimal:
         names.append("Preference-Applied")
     if op.idempotent:
@@ -316,10 +348,9 @@ def error_statuses(app: Flask, op: Operation, has_body: bool) -> list[int]:
     errors = set(contract.errors) | {406, 503}
     if contract.parsers or has_body or op.idempotent or op.output is not None:
         errors.add(400)  # fields= is checked on every answer with fields
-    if contract.auth not in ("none",):
-        errors.add(401)
-    if contract.auth == "admin":
-        errors.add(403)
+    errors.add(401)  # credentials that are sent must be valid, on every route
+    if contract.auth == "admin" or contract.scope is not None or contract.auth == "user":
+        errors.add(403)  # not an admin; an API key without the scope (or a key where only tokens may go)
     if op.path_params:
         errors.add(404)
     if op.conditional:
@@ -393,9 +424,11 @@ class Builder:
         body = request_body(op.contract, self.names)
         if body is not None:
             operation["requestBody"] = body
-        security = SECURITY[op.contract.auth]
+        security = security_of(op.contract)
         if security is not None:
             operation["security"] = security
+        if op.contract.scope is not None:
+            operation["x-required-scope"] = op.contract.scope
         operation["responses"] = responses_of(self.app, op, self.names, body is not None)
         return operation
 

@@ -63,7 +63,8 @@ HEADERS = {
                  "schema": {"type": "string", "format": "uri-reference"}},
     "Link": {"description": "RFC 8288 links to the first, prev, next and last pages.",
              "schema": {"type": "string"}},
-    "X-Total-Count": {"description": "The number of items on all pages.",
+    "X-Total-Count": {"description": "The number of items on all pages (of an export: in the whole download, "
+                                      "counted as it starts).",
                       "schema": {"type": "integer", "minimum": 0}},
     "Content-Disposition": {"description": 'attachment; filename="<name>-<date>.<json|ndjson|csv>"',
                             "schema": {"type": "string"}},
@@ -106,8 +107,10 @@ PARAMETERS = {
 ERROR_RESPONSES = {
     400: ("BadRequest", "The request is malformed or has invalid, missing or unknown fields (all listed in "
                         "`errors`)."),
-    401: ("Unauthorized", "No valid credentials: sign in and send 'Authorization: Bearer <token>'."),
-    403: ("Forbidden", "Signed in, but not allowed to do this."),
+    401: ("Unauthorized", "No valid credentials: sign in and send 'Authorization: Bearer <token>' (or an API "
+                          "key); credentials that are sent must be valid everywhere (RFC 6750 invalid_token)."),
+    403: ("Forbidden", "Signed in, but not allowed to do this (an API key: `errors.scope` names the missing "
+                       "scope)."),
     404: ("NotFound", "No such resource (or not one the caller may see)."),
     406: ("NotAcceptable", "`format` or `Accept` names a media type this resource cannot produce."),
     409: ("Conflict", "The request conflicts with the current state: a duplicate, insufficient stock, an "
@@ -127,6 +130,10 @@ SECURITY_SCHEMES = {
     "bearerAuth": {"type": "http", "scheme": "bearer",
                    "description": "A token from POST /tokens: 'Authorization: Bearer <token>'."},
     "basicAuth": {"type": "http", "scheme": "basic", "description": "Username and password, to sign in."},
+    "apiKey": {"type": "http", "scheme": "bearer",
+               "description": "An API key from POST /api-keys ('Authorization: Bearer myapi_…'): it may call an "
+                              "operation only when it holds the scope the operation lists (x-required-scope); "
+                              "operations without one take sign-in tokens only."},
 }
 
 

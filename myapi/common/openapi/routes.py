@@ -30,9 +30,15 @@ class Route:
 
 
 def api_routes(app: Flask) -> list[Route]:
-    """Every URL rule of the app served by a flask-restful Resource (the Api's table)."""
+    """Every URL rule of the app served by a flask-restful Resource (the Api's table).
+
+    Rules outside ``/api/v1/`` are left out: the index's aliases ``/`` and
+    ``/api/v1`` (app.py) answer what ``/api/v1/`` does.
+    """
     routes = []
     for rule in app.url_map.iter_rules():
+        if not rule.rule.startswith(API_PREFIX + "/"):
+            continue
         view = app.view_functions.get(rule.endpoint)
         resource = getattr(view, "view_class", None)
         if not (isinstance(resource, type) and issubclass(resource, flask_restful.Resource)):
