@@ -13,7 +13,16 @@ HTTP with ``requests``:
    file streamed from disk, ``Content-Type: text/csv``) — every row is new;
 2. imports the same file again — every row is unchanged (nothing is written);
 3. imports it with every stock one higher — every row is an update;
-4. exports ``?format=csv`` and 5. ``?format=ndjson`` with ``stream=True``.
+4. plans the first file again (``plan=true``, JSON: counts and the first
+   changes) — every row would change back; 5. the same plan with its whole
+   diff streamed as NDJSON;
+6. imports a file with every stock two higher and one row in a hundred bad
+   with ``on_error=skip_rows`` — the valid rows written, the bad ones
+   rejected (the reading path of issue 16);
+7. exports ``?format=csv`` and 8. ``?format=ndjson`` with ``stream=True``.
+
+Steps 1-3 are the default path (``on_error=reject_file``, no plan), which
+writes without reading; 4-6 read each batch's stored products first.
 
 While each operation runs, a thread reads VmRSS and VmHWM from
 ``/proc/<pid>/status`` of every gunicorn worker every ~20 ms; the worker whose
@@ -70,8 +79,11 @@ from seeding import ADJECTIVES, CATEGORIES, NOUNS, WORDS  # noqa: E402
 # -- the data -------------------------------------------------------------------
 
 
-def generate_csv(path: Path, rows: int, seed: int, stock_offset: int = 0) -> None:
-    """``rows`` valid products with sku SKU-0000001...; same seed, same bytes (every stock + ``stock_offset``)."""
+def generate_csv(path: Path, rows: int, seed: int, stock_offset: int = 0, bad_every: int = 0) -> None:
+    """``rows`` valid products with sku SKU-0000001...; same seed, same bytes (every stock + ``stock_offset``).
+
+    ``bad_every``: every such row has an invalid price (a row error).
+    """
     rng = random.Random(seed)
     with path.open("w", encoding="utf-8", newline="") as fh:
         writer = csv.writer(fh, lineterminator="\r\n")
@@ -86,6 +98,8 @@ def generate_csv(path: Path, rows: int, seed: int, stock_offset: int = 0) -> Non
                 if roll > 0.95:  # a few cells that need CSV quoting
                     description += '\nSecond line, with a comma and "quotes".'
             price = f"{rng.randint(1, 99_999) / 100:.2f}"
+            if bad_every and i % bad_every == 0:
+                price = "free"
             writer.writerow((f"SKU-{i:07d}", name, description, rng.choice(CATEGORIES), price,
                              rng.randint(0, 5000) + stock_offset, "true" if rng.random() < 0.9 else "false"))
 
@@ -280,16 +294,26 @@ def measured(result: Result, sampler: RssSampler) -> None:
                             " (see the server log)")
 
 
-def import_csv(name: str, base: str, headers: dict, csv_path: Path, rows: int, master: int) -> Result:
+def import_csv(name: str, base: str, headers: dict, csv_path: Path, rows: int, master: int,
+               params: dict | None = None, accept: str = "application/json") -> Result:
     result = Result(name)
     with RssSampler(master) as sampler, csv_path.open("rb") as body:
         started = time.perf_counter()
         try:
-            response = requests.post(f"{base}/products/import", data=body, timeout=IMPORT_TIMEOUT,
-                                     headers={**headers, "Content-Type": "text/csv"})
+            response = requests.post(f"{base}/products/import", data=body, timeout=IMPORT_TIMEOUT, params=params,
+                                     headers={**headers, "Content-Type": "text/csv", "Accept": accept},
+                                     stream=True)
+            lines = sum(1 for _ in response.iter_lines()) if accept != "application/json" else 0
             result.seconds = time.perf_counter() - started
             result.status = response.status_code
-            result.answer = one_line(response.text)
+            if accept == "application/json":
+                # The counts: an answer also lists its first changes, too long for a table cell.
+                answer = response.json() if response.status_code == 200 else {}
+                result.answer = one_line(json.dumps({key: answer[key] for key in ANSWER_KEYS if key in answer})
+                                         if answer else response.text)
+            else:
+                result.answer = f"{lines:,} lines of {response.headers.get('Content-Type')} (X-Import-Id " \
+                                f"{response.headers.get('X-Import-Id')})"
         except requests.RequestException as error:
             result.seconds = time.perf_counter() - started
             result.answer = one_line(f"{type(error).__name__}: {error}")
@@ -297,6 +321,10 @@ def import_csv(name: str, base: str, headers: dict, csv_path: Path, rows: int, m
     result.rows = rows if result.status == 200 else 0
     measured(result, sampler)
     return result
+
+
+ANSWER_KEYS = ("import_id", "rows", "created", "updated", "unchanged", "rejected", "error_count", "dry_run", "plan",
+               "on_error")
 
 
 def export(fmt: str, base: str, headers: dict, workdir: Path, master: int) -> Result:
@@ -355,6 +383,8 @@ def run(kind: str, args: argparse.Namespace) -> tuple[list[Result], dict]:
         generate_csv(csv_path, args.rows, args.seed)
         changed_path = workdir / "products-changed.csv"
         generate_csv(changed_path, args.rows, args.seed, stock_offset=1)
+        flawed_path = workdir / "products-flawed.csv"
+        generate_csv(flawed_path, args.rows, args.seed, stock_offset=2, bad_every=100)
         url = fresh_database(kind, workdir, args.pg_server_url)
         prepare(url)
         port = args.port or free_port()
@@ -370,6 +400,13 @@ def run(kind: str, args: argparse.Namespace) -> tuple[list[Result], dict]:
                 for name, path in (("import (all new)", csv_path), ("re-import (same file)", csv_path),
                                    ("import (every stock changed)", changed_path)):
                     results.append(import_csv(name, base, headers, path, args.rows, process.pid))
+                    report_progress(kind, results[-1])
+                for name, path, params, accept in (
+                        ("plan (every row changes; JSON)", csv_path, {"plan": "true"}, "application/json"),
+                        ("plan, whole diff as NDJSON", csv_path, {"plan": "true"}, "application/x-ndjson"),
+                        ("skip_rows import (1 % bad rows)", flawed_path, {"on_error": "skip_rows"},
+                         "application/json")):
+                    results.append(import_csv(name, base, headers, path, args.rows, process.pid, params, accept))
                     report_progress(kind, results[-1])
                 for fmt in ("csv", "ndjson"):
                     results.append(export(fmt, base, headers, workdir, process.pid))

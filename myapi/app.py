@@ -28,8 +28,9 @@ from .db import init_app as init_db
 from .resources.api_keys import ApiKey, ApiKeyList
 from .resources.docs import ApiIndex, Docs, DocsAsset, OpenApiDocument
 from .resources.health import Health
-from .resources.orders import Order, OrderExport, OrderList
-from .resources.products import Product, ProductExport, ProductImport, ProductList
+from .resources.imports import Import, ImportList
+from .resources.orders import Order, OrderChanges, OrderExport, OrderList
+from .resources.products import Product, ProductChanges, ProductExport, ProductImport, ProductList
 from .resources.reports import MonthlyRevenue, RevenueByCategory, TopCustomers
 from .resources.tokens import CurrentToken, TokenList
 from .resources.users import CurrentUser, User, UserList
@@ -87,10 +88,15 @@ def register_routes(api: Api) -> None:
     api.add_resource(ProductList, "/products")
     api.add_resource(ProductImport, "/products/import")
     api.add_resource(ProductExport, "/products/export")
+    api.add_resource(ProductChanges, "/products/changes")
     api.add_resource(Product, "/products/<id:product_id>")
+
+    api.add_resource(ImportList, "/imports")
+    api.add_resource(Import, "/imports/<id:import_id>")
 
     api.add_resource(OrderList, "/orders")
     api.add_resource(OrderExport, "/orders/export")
+    api.add_resource(OrderChanges, "/orders/changes")
     api.add_resource(Order, "/orders/<id:order_id>")
 
     api.add_resource(TopCustomers, "/reports/top-customers")

@@ -130,14 +130,18 @@ def seed(demo: bool) -> None:
 
 @db.command()
 def prune() -> None:
-    """Delete expired tokens and idempotency keys."""
+    """Delete expired tokens and idempotency keys, change-feed rows past MYAPI_CHANGES_RETENTION days and
+    import records past MYAPI_IMPORTS_RETENTION days."""
+    import datetime as dt
+
     from .db import get_session
     from .services.maintenance import prune_expired
 
     app = migrated_app()
     with app.app_context():
         session = get_session()
-        counts = prune_expired(session)
+        counts = prune_expired(session, changes_retention=dt.timedelta(days=app.config["CHANGES_RETENTION"]),
+                               imports_retention=dt.timedelta(days=app.config["IMPORTS_RETENTION"]))
         session.commit()
     click.echo(", ".join(f"{v} {k} deleted" for k, v in counts.items()), err=True)
 

@@ -33,9 +33,11 @@ What the client does so that scripts do not have to:
   with an ``etag`` attribute. Pass the item you read to
   ``update_product(item, changes)`` and the write carries ``If-Match``: a
   stale copy raises :class:`PreconditionFailed` instead of overwriting
-  someone else's change. Pages of a list are :class:`Page`; ``iter_products``,
-  ``iter_orders`` and ``iter_users`` walk every page by the ``Link: next``
-  header.
+  someone else's change. Pages of a list are :class:`Page` (``list_*``);
+  ``iter_products``, ``iter_orders``, ``iter_users`` and ``iter_api_keys``
+  walk the whole list by cursor (``next_cursor``): every row that exists,
+  unchanged in its sort key, for the whole walk comes exactly once, whatever
+  is inserted, changed or deleted meanwhile.
 * **Streams.** ``export_products`` / ``export_orders`` write to a file while
   they download, and ``import_products`` uploads a file as a stream: memory
   stays flat whatever the size. ``progress=True`` shows a tqdm bar: rows
@@ -44,11 +46,14 @@ What the client does so that scripts do not have to:
 
 from __future__ import annotations
 
+import csv
+import io
 import os
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import IO, Any
 from urllib.parse import urlsplit
 
@@ -58,10 +63,12 @@ from urllib3.exceptions import ConnectTimeoutError, MaxRetryError
 from urllib3.util.retry import Retry
 
 from . import __version__, problems
+from .csvcells import LINE_END, csv_cell, flatten
 
 __all__ = [
-    "ApiError", "Client", "ConcurrentUpdate", "Conflict", "Forbidden", "IdempotencyKeyInProgress",
-    "InsufficientStock", "Item", "NotFound", "Page", "PreconditionFailed", "RateLimited", "Unauthorized",
+    "ApiError", "Client", "SyncResult", "ConcurrentUpdate", "Conflict", "Forbidden", "IdempotencyKeyInProgress",
+    "InsufficientStock", "Item", "NotFound", "Page", "PreconditionFailed", "PriceChangeRefused", "RateLimited",
+    "Unauthorized",
     "UnprocessableEntity", "ValidationFailed",
 ]
 
@@ -102,7 +109,8 @@ class ApiError(Exception):
         lines = []
         for entry in errors or []:
             if isinstance(entry, Mapping):
-                where = ", ".join(f"{key} {entry[key]}" for key in ("row", "product_id") if key in entry)
+                where = ", ".join(f"{key} {entry[key]}" for key in ("row", "index", "product_id", "sku")
+                                  if entry.get(key) is not None)
                 name = entry.get("field", "")
                 prefix = f"{where}, {name}" if where and name else (where or name)
                 lines.append(f"{prefix}: {entry.get('message', '')}" if prefix else str(entry.get("message", "")))
@@ -157,6 +165,10 @@ class IdempotencyKeyInProgress(Conflict):
     """409: a request with this Idempotency-Key is still running; retry shortly."""
 
 
+class PriceChangeRefused(Conflict):
+    """409: ``max_price_change`` refused the whole import or PATCH; ``errors`` lists each product's move."""
+
+
 ERRORS: dict[int, type[ApiError]] = {
     400: ValidationFailed, 401: Unauthorized, 403: Forbidden, 404: NotFound, 409: Conflict,
     412: PreconditionFailed, 422: UnprocessableEntity, 429: RateLimited,
@@ -167,6 +179,7 @@ TYPED_ERRORS: dict[str, type[ApiError]] = {
     problems.INSUFFICIENT_STOCK.uri: InsufficientStock,
     problems.CONCURRENT_UPDATE.uri: ConcurrentUpdate,
     problems.IDEMPOTENCY_KEY_IN_PROGRESS.uri: IdempotencyKeyInProgress,
+    problems.PRICE_CHANGE_REFUSED.uri: PriceChangeRefused,
 }
 
 
@@ -214,20 +227,51 @@ class Item(dict):
 
 @dataclass
 class Page:
-    """One page of a list: ``items`` and the numbers of ``pagination``; iterable."""
+    """One page of a list: ``items`` and the members of ``pagination``; iterable.
+
+    ``page`` and ``total_pages`` are None for a page read by cursor,
+    ``total_items`` and ``total_pages`` with ``count="none"``;
+    ``total_is_estimate`` is set with ``count="estimated"``. ``next_cursor``
+    (None on the last page) gives the rows after this page:
+    ``list_products(cursor=page.next_cursor)`` with the same filters.
+    """
 
     items: list[dict]
-    page: int
+    page: int | None
     per_page: int
-    total_items: int
-    total_pages: int
+    total_items: int | None
+    total_pages: int | None
     next_url: str | None = field(default=None, repr=False)
+    next_cursor: str | None = None
+    total_is_estimate: bool | None = None
 
     def __iter__(self) -> Iterator[dict]:
         return iter(self.items)
 
     def __len__(self) -> int:
         return len(self.items)
+
+
+@dataclass
+class SyncResult:
+    """What a :meth:`Client.sync` run did: a fresh export, or the feed's counts; ``since`` is kept."""
+
+    exported: bool = False
+    created: int = 0
+    updated: int = 0
+    deleted: int = 0
+    since: str = ""
+
+    def __str__(self) -> str:
+        if self.exported:
+            return f"exported {self.created} (a fresh copy)"
+        return f"{self.created} created, {self.updated} updated, {self.deleted} deleted"
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    partial = path.with_name(path.name + ".part")
+    partial.write_text(text, encoding="utf-8", newline="")
+    os.replace(partial, path)
 
 
 # -- retries ----------------------------------------------------------------------
@@ -508,19 +552,22 @@ class Client:
         return _page_of(response)
 
     def _iterate(self, path: str, filters: Mapping) -> Iterator[dict]:
-        """Every item of a list, following the ``Link: next`` header page after page.
+        """Every item of a list, walked by cursor (DESIGN §9).
 
-        Only the next link's query string is used, on our own base URL: the
-        token never follows a link to another host (a proxy that rewrote the
-        Host header), and a path prefix added by a proxy is kept.
+        The first request has no cursor; each next one sends the page's
+        ``next_cursor`` with the same filters and sort (a cursor is bound to
+        them), until it is null. Rows inserted, changed or deleted meanwhile
+        shift nothing: every row that exists, unchanged in its sort key, for
+        the whole walk comes exactly once. Pages are not counted
+        (``count=none``) unless ``filters`` ask.
         """
-        params: dict | None = {"per_page": ITER_PER_PAGE, **filters}
-        url: str | None = path
-        while url is not None:
-            page = _page_of(self.request("GET", url, params=params))
+        params = {"per_page": ITER_PER_PAGE, "count": "none", **filters}
+        page = self._page(path, params)
+        yield from page.items
+        params.pop("page", None)  # a walk may start at a page; it goes on by cursor
+        while page.next_cursor:
+            page = self._page(path, {**params, "cursor": page.next_cursor})
             yield from page.items
-            url = f"{path}?{urlsplit(page.next_url).query}" if page.next_url else None
-            params = None  # the next link carries every parameter
 
     @staticmethod
     def _if_match(item: Any, if_match: str | None) -> tuple[Any, dict]:
@@ -560,6 +607,7 @@ class Client:
         return self._page("/api-keys", params)
 
     def iter_api_keys(self, **filters) -> Iterator[dict]:
+        """Every key you may see (an admin: everyone's) matching ``filters``, walked by cursor."""
         return self._iterate("/api-keys", filters)
 
     def revoke_api_key(self, key: int | Mapping) -> None:
@@ -597,22 +645,22 @@ class Client:
         self.request("DELETE", f"/users/{user_id}", headers=headers)
 
     def list_users(self, **params) -> Page:
-        """``GET /users`` (admin): one page. Filters: q, role, is_active, sort, page, per_page."""
+        """``GET /users`` (admin): one page. Filters: q, role, is_active, sort; page or cursor, per_page, count."""
         return self._page("/users", params)
 
     def iter_users(self, **filters) -> Iterator[dict]:
-        """Every user matching ``filters`` (admin), page after page."""
+        """Every user matching ``filters`` (admin), walked by cursor."""
         return self._iterate("/users", filters)
 
     # -- products ----------------------------------------------------------------
 
     def list_products(self, **params) -> Page:
         """``GET /products``: one page. Filters: category, q, min_price, max_price, in_stock,
-        is_available, updated_since, sort, page, per_page."""
+        is_available, updated_since, sort; page or cursor, per_page, count (exact, estimated, none)."""
         return self._page("/products", params)
 
     def iter_products(self, **filters) -> Iterator[dict]:
-        """Every product matching ``filters``, page after page (``Link: next``)."""
+        """Every product matching ``filters``, walked by cursor: each one unchanged meanwhile exactly once."""
         return self._iterate("/products", filters)
 
     def get_product(self, product_id: int) -> Item:
@@ -649,21 +697,42 @@ class Client:
         """
         return self._download("/products/export", path, format, progress, timeout, filters, "products")
 
-    def import_products(self, path: str | os.PathLike | IO[bytes], dry_run: bool = False, *,
-                        progress: bool = False, timeout: float | tuple | None = None,
-                        idempotency_key: str | None = None) -> dict:
+    def import_products(self, path: str | os.PathLike | IO[bytes], dry_run: bool = False, *, plan: bool = False,
+                        on_error: str | None = None, max_price_change: float | str | None = None,
+                        save_to: str | os.PathLike | IO[bytes] | None = None, progress: bool = False,
+                        timeout: float | tuple | None = None, idempotency_key: str | None = None) -> dict:
         """``POST /products/import`` (admin): upload a CSV file as a stream.
 
         ``path`` is a file name or a binary file object (sent from its current
         position, which must be seekable so that a retry can rewind it).
 
-        Returns ``{"created", "updated", "unchanged", "rows", "dry_run"}`` (``unchanged``: rows equal
-        to the stored product, not written). Bad rows raise
-        :class:`ValidationFailed` whose ``errors`` list ``{row, field, message}``
-        (nothing was written). ``timeout`` defaults to a 10-minute read timeout:
-        the answer comes once the whole file has been checked.
+        Returns the answer: ``import_id``, the counts (``created``, ``updated``,
+        ``unchanged``: rows equal to the stored product, not written;
+        ``rejected``), the first ``changes`` (each changed column's ``before``
+        and ``after``) and ``errors``. ``plan=True`` writes nothing and answers
+        what would change (``refused`` says why it would write nothing);
+        ``on_error="skip_rows"`` writes the valid rows and answers the
+        rejected ones (the default, ``"reject_file"``, writes all or
+        nothing); ``max_price_change=P`` refuses the whole file when a price
+        moves more than P % (:class:`PriceChangeRefused`). Bad rows under
+        ``reject_file`` raise :class:`ValidationFailed` whose ``errors`` list
+        ``{row, field, message}`` (nothing was written).
+
+        ``save_to`` (a path or a binary file) streams the answer's rows there
+        instead, in constant memory: a plan's full diff, or an import's
+        rejected rows exactly as uploaded plus an ``error`` column (ready to
+        fix and upload again); NDJSON when the path ends in ``.ndjson``, else
+        CSV. The method then returns the import's audit record
+        (:meth:`get_import`: the counts, the first changes and errors).
+        ``timeout`` defaults to a 10-minute read timeout: the answer comes once
+        the whole file has been checked.
         """
-        params = {"dry_run": "true"} if dry_run else None
+        params = {"dry_run": dry_run or None, "plan": plan or None, "on_error": on_error,
+                  "max_price_change": None if max_price_change is None else str(max_price_change)}
+        accept = "application/json"
+        if save_to is not None:
+            accept = "application/x-ndjson" if os.fspath(getattr(save_to, "name", save_to) or "").endswith(
+                ".ndjson") else "text/csv"
         owned = not hasattr(path, "read")
         raw = open(path, "rb") if owned else path  # noqa: SIM115 (closed below)
         bar = None
@@ -674,14 +743,45 @@ class Client:
             bar = _progress_bar(progress, size, "upload")
             body = _ProgressReader(raw, start, size, bar)
             response = self.request("POST", "/products/import", params=params, data=body,
-                                    headers={"Content-Type": "text/csv"}, idempotency_key=idempotency_key,
+                                    headers={"Content-Type": "text/csv", "Accept": accept},
+                                    idempotency_key=idempotency_key, stream=save_to is not None,
                                     timeout=timeout or (_connect_timeout(self.timeout), 600.0))
-            return response.json()
         finally:
             if bar is not None:
                 bar.close()
             if owned:
                 raw.close()
+        if save_to is None:
+            return response.json()
+        import_id = int(response.headers["X-Import-Id"])
+        _save_stream(response, save_to)
+        return {"import_id": import_id, **self.get_import(import_id)}
+
+    def update_products(self, changes: Iterable[Mapping], *, max_price_change: float | str | None = None) -> list:
+        """``PATCH /products`` (admin): up to 1000 ``{"sku"|"id", ...changes, "version"?}``, all or nothing.
+
+        Returns the products as they are now, in the order given (a list
+        whose ``import_id`` names the audit record). A stale ``version``
+        raises :class:`PreconditionFailed`; ``max_price_change``, as for the
+        import, :class:`PriceChangeRefused`.
+        """
+        params = {"max_price_change": None if max_price_change is None else str(max_price_change)}
+        response = self.request("PATCH", "/products", params=params, json=[dict(change) for change in changes])
+        products = _Changed(Item(item) for item in response.json()["data"])
+        products.import_id = _int_or_none(response.headers.get("X-Import-Id"))
+        return products
+
+    def get_import(self, import_id: int) -> Item:
+        """``GET /imports/<id>`` (admin): who, when, the options, the counts and the changes of a bulk change."""
+        return self._item("GET", f"/imports/{import_id}")
+
+    def list_imports(self, **params) -> Page:
+        """``GET /imports`` (admin): the audit trail of imports, plans, dry runs and PATCH /products."""
+        return self._page("/imports", params)
+
+    def iter_imports(self, **filters) -> Iterator[dict]:
+        """Every record of the audit trail matching ``filters`` (``user_id``, ``source``, ``sort``)."""
+        return self._iterate("/imports", filters)
 
     # -- orders ------------------------------------------------------------------
 
@@ -717,7 +817,7 @@ class Client:
         return self._page("/orders", params)
 
     def iter_orders(self, **filters) -> Iterator[dict]:
-        """Every order matching ``filters``, page after page. ``created="2026-11-20"`` is that whole day."""
+        """Every order matching ``filters``, walked by cursor. ``created="2026-11-20"`` is that whole day."""
         return self._iterate("/orders", filters)
 
     def export_orders(self, path: str | os.PathLike | IO[bytes], format: str = "csv", *, progress: bool = False,
@@ -729,6 +829,96 @@ class Client:
         """
         return self._download("/orders/export", path, format, progress, timeout, filters,
                               "rows" if format == "csv" else "orders")
+
+    # -- change feeds and local copies (DESIGN §9) ---------------------------------
+
+    def changes(self, entity: str, since: str, *, limit: int = 1000, **params) -> dict:
+        """``GET /<entity>/changes``: ``{"data": [{seq, op, id, version, item}], "next_since"}``."""
+        return self._json("GET", f"/{entity}/changes", params={"since": since, "limit": limit, **params})
+
+    def iter_changes(self, entity: str, since: str, *, limit: int = 1000) -> Iterator[dict]:
+        """Every change after ``since`` until the feed is drained; each entry's ``seq`` resumes after it."""
+        while True:
+            page = self.changes(entity, since, limit=limit)
+            yield from page["data"]
+            if not page["data"]:
+                return
+            since = page["next_since"]
+
+    def sync_products(self, path: str | os.PathLike, *, progress: bool = False) -> SyncResult:
+        """Keep the CSV file ``path`` equal to the catalogue (see :meth:`sync`)."""
+        return self.sync("products", path, progress=progress)
+
+    def sync_orders(self, path: str | os.PathLike, *, progress: bool = False) -> SyncResult:
+        """Keep the CSV file ``path`` equal to the orders you may see (one row per order line)."""
+        return self.sync("orders", path, progress=progress)
+
+    def sync(self, entity: str, path: str | os.PathLike, *, progress: bool = False) -> SyncResult:
+        """Keep a local CSV copy of ``entity`` ("products", "orders") equal to the server's.
+
+        The first run exports the file and keeps the export's watermark in
+        ``<path>.since``; later runs apply the change feed from it to the file
+        (rewritten as ``<path>.part`` and renamed: never half-written) and
+        keep the new watermark. A watermark the server no longer keeps (410)
+        means a fresh export. Applying a change twice is harmless, so a run
+        that stops anywhere can simply run again.
+        """
+        target = Path(path)
+        state = target.with_name(target.name + ".since")
+        if target.exists() and state.exists():
+            try:
+                return self._apply_feed(entity, target, state, progress)
+            except ApiError as error:
+                if error.status != 410:
+                    raise
+        return self._sync_export(entity, target, state, progress)
+
+    def _sync_export(self, entity: str, target: Path, state: Path, progress: bool) -> SyncResult:
+        headers: dict = {}
+        self._download(f"/{entity}/export", target, "csv", progress, None, {}, "rows", received=headers)
+        since = headers["X-Changes-Since"]
+        _write_atomically(state, since + "\n")
+        with target.open(newline="", encoding="utf-8") as handle:
+            count = len({row["id"] for row in csv.DictReader(handle)})
+        return SyncResult(exported=True, created=count, since=since)
+
+    def _apply_feed(self, entity: str, target: Path, state: Path, progress: bool) -> SyncResult:
+        since = state.read_text().strip()
+        with target.open(newline="", encoding="utf-8") as handle:
+            reader = csv.DictReader(handle)
+            columns = list(reader.fieldnames or ())
+            rows: dict[str, list[dict]] = {}
+            for row in reader:
+                rows.setdefault(row["id"], []).append(row)
+        result = SyncResult(since=since)
+        before, touched = set(rows), set()
+        bar = _progress_bar(progress, None, "sync", "changes")
+        try:
+            for entry in self.iter_changes(entity, since):
+                key = str(entry["id"])
+                touched.add(key)
+                if entry["op"] == "delete":
+                    rows.pop(key, None)
+                else:
+                    rows[key] = [{column: csv_cell(row.get(column)) for column in columns}
+                                 for row in flatten(entry["item"])]
+                result.since = entry["seq"]
+                if bar is not None:
+                    bar.update(1)
+        finally:
+            if bar is not None:
+                bar.close()
+        # Counted per item, however many changes it had: new, gone, or there before and after.
+        result.created, result.deleted = len(set(rows) - before), len(before - set(rows))
+        result.updated = len(touched & before & set(rows))
+        lines = io.StringIO()
+        writer = csv.DictWriter(lines, columns, lineterminator=LINE_END, extrasaction="ignore")
+        writer.writeheader()
+        for key in sorted(rows, key=int):  # the export's order: by id
+            writer.writerows(rows[key])
+        _write_atomically(target, lines.getvalue())
+        _write_atomically(state, result.since + "\n")  # after the file: a crash between re-applies, harmlessly
+        return result
 
     # -- reports (admin) ---------------------------------------------------------
 
@@ -748,7 +938,7 @@ class Client:
     # -- downloads ---------------------------------------------------------------
 
     def _download(self, path: str, target, format: str, progress: bool, timeout, filters: Mapping,
-                  items: str = "rows") -> int:
+                  items: str = "rows", received: dict | None = None) -> int:
         """Stream ``path`` into ``target`` (a path or a binary file); returns the bytes written.
 
         A path is written as ``<path>.part`` and renamed when the download is
@@ -759,6 +949,8 @@ class Client:
         params = {**filters, "format": format}
         response = self.request("GET", path, params=params, stream=True, headers={"Accept": "*/*"},
                                 timeout=timeout or self.timeout)
+        if received is not None:  # the caller wants the answer's headers (an export's X-Changes-Since)
+            received.update(response.headers)
         owned = not hasattr(target, "write")
         partial = f"{os.fspath(target)}.part" if owned else None
         rows = _RowCounter(csv=format == "csv") if format in ("csv", "ndjson") else None
@@ -792,16 +984,49 @@ class Client:
         return written
 
 
+class _Changed(list):
+    """The products a PATCH /products answered; ``import_id`` names its audit record."""
+
+    import_id: int | None = None
+
+
+def _save_stream(response: requests.Response, target) -> int:
+    """Write a streamed answer to ``target`` (a path: via ``<path>.part``, renamed when whole); the bytes."""
+    owned = not hasattr(target, "write")
+    partial = f"{os.fspath(target)}.part" if owned else None
+    written = 0
+    try:
+        out = open(partial, "wb") if owned else target  # noqa: SIM115 (closed below)
+        try:
+            for chunk in response.iter_content(CHUNK):
+                out.write(chunk)
+                written += len(chunk)
+        finally:
+            if owned:
+                out.close()
+        if owned:
+            os.replace(partial, target)
+    except BaseException:
+        if owned and os.path.exists(partial):
+            os.unlink(partial)
+        raise
+    finally:
+        response.close()
+    return written
+
+
 def _page_of(response: requests.Response) -> Page:
     body = response.json()
     pagination = body.get("pagination", {})
     return Page(
         items=body.get("data", []),
-        page=pagination.get("page", 1),
+        page=pagination.get("page"),
         per_page=pagination.get("per_page", len(body.get("data", []))),
-        total_items=pagination.get("total_items", int(response.headers.get("X-Total-Count", 0))),
-        total_pages=pagination.get("total_pages", 1),
+        total_items=pagination.get("total_items", _int_or_none(response.headers.get("X-Total-Count"))),
+        total_pages=pagination.get("total_pages"),
         next_url=response.links.get("next", {}).get("url"),
+        next_cursor=pagination.get("next_cursor"),
+        total_is_estimate=pagination.get("total_is_estimate"),
     )
 
 

@@ -50,6 +50,11 @@ SETTINGS: dict[str, tuple] = {
     "WORKERS": (_int, 4),
     "MAX_CONTENT_LENGTH": (_int, 1024 * 1024),
     "MAX_IMPORT_BYTES": (_int, 256 * 1024 * 1024),
+    # Days the change feeds keep their rows at least (`myapi db prune` deletes older ones;
+    # a follower further behind gets 410 and exports again).
+    "CHANGES_RETENTION": (_int, 30),
+    # Days the audit records of imports and PATCH /products are kept (`myapi db prune` deletes older ones).
+    "IMPORTS_RETENTION": (_int, 365),
     # argon2 cost. The defaults follow the OWASP minimum (19 MiB, 2 passes);
     # the test suite lowers them so hundreds of sign-ups stay fast.
     "ARGON2_MEMORY_COST": (_int, 19 * 1024),

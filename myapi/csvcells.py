@@ -8,6 +8,10 @@
 * lines end with CR LF, and a cell holding a comma, a double quote or a line
   break is quoted (what ``csv.writer(..., lineterminator=LINE_END)`` does).
 
+``flatten`` turns a record into CSV rows: nested objects become dotted
+columns (``links.self``) and a list of objects (an order's ``items``) one
+row per element.
+
 Users: ``common.representations`` (responses and streamed exports), the
 product export formatted in SQL (``services.catalog_export`` and
 ``services.backends`` build their SQL from these constants), and the
@@ -15,6 +19,8 @@ product export formatted in SQL (``services.catalog_export`` and
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 NEUTRALISER = "'"
@@ -47,3 +53,23 @@ def csv_cell(value) -> str:
     if isinstance(value, str):
         return neutralise(value)
     return plain_cell(value)
+
+
+def flatten(record: Mapping, prefix: str = "") -> list[dict]:
+    """One record to one or more flat rows (one per element of a nested list)."""
+    flat: dict = {}
+    exploded: list[dict] | None = None
+    for key, value in record.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            nested = flatten(value, name + ".")
+            flat.update(nested[0])
+        elif isinstance(value, list) and value and all(isinstance(v, Mapping) for v in value):
+            exploded = [row for item in value for row in flatten(item, name + ".")]
+        elif isinstance(value, list):
+            flat[name] = ";".join(str(v) for v in value)
+        else:
+            flat[name] = value
+    if not exploded:
+        return [flat]
+    return [{**flat, **item} for item in exploded]

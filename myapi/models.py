@@ -11,6 +11,8 @@ can never silently overwrite each other, and the version is the item's ETag.
 from __future__ import annotations
 
 import datetime as dt
+import functools
+import json
 from decimal import ROUND_HALF_UP, Decimal
 
 from sqlalchemy import (
@@ -173,6 +175,43 @@ class ApiKey(Base):
         return self.scopes.split()
 
 
+class Change(Base):
+    """One committed change of a product or an order, for the change feeds (DESIGN §9).
+
+    Written by database triggers (migration 0003) in the changing transaction
+    itself, whatever wrote the row: an ORM flush, an import's bulk upsert, a
+    stock UPDATE. ``txid`` is the writing transaction's id on PostgreSQL
+    (``pg_current_xact_id()``), 0 on SQLite, whose writers are serialised.
+    The feed's order is ``(txid, id)`` (services/changes.py says why).
+    """
+
+    __tablename__ = "changes"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    entity: Mapped[str] = mapped_column(String(16))  # "product" | "order"
+    entity_id: Mapped[int] = mapped_column(Integer)
+    op: Mapped[str] = mapped_column(String(8))  # "upsert" | "delete"
+    version: Mapped[int] = mapped_column(Integer)
+    owner_id: Mapped[int | None] = mapped_column(Integer)  # an order's customer
+    txid: Mapped[int] = mapped_column(BigInteger, default=0)
+    date_created: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+
+    __table_args__ = (
+        Index("ix_changes_entity_txid_id", "entity", "txid", "id"),
+        Index("ix_changes_owner_id_entity_txid_id", "owner_id", "entity", "txid", "id"),
+    )
+
+
+class ChangeHorizon(Base):
+    """The newest change pruned so far (one row): a ``since`` before it has lost changes (410)."""
+
+    __tablename__ = "change_horizon"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    txid: Mapped[int] = mapped_column(BigInteger, default=0)
+    change_id: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
 class Product(Timestamped, Base):
     __tablename__ = "products"
 
@@ -241,6 +280,56 @@ class OrderItem(Base):
     @property
     def subtotal(self) -> Decimal:
         return (self.unit_price * self.quantity).quantize(CENT)
+
+
+class ImportRecord(Base):
+    """The audit record of one bulk change (DESIGN §12): a CSV import (or its plan, or a dry run)
+    or a ``PATCH /products``.
+
+    Who (the user, and the API key if one was used), when, the options, the
+    counts, and the plan of what changed: ``detail`` holds the answer's
+    lists, each bounded (the first 1,000 changes, the first 100 row errors
+    and price-guardrail offences), so a record never grows with the file.
+    ``myapi db prune`` deletes records older than MYAPI_IMPORTS_RETENTION days.
+    """
+
+    __tablename__ = "imports"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    api_key_id: Mapped[int | None] = mapped_column(ForeignKey("api_keys.id", ondelete="SET NULL"))
+    source: Mapped[str] = mapped_column(String(16))  # "file" (POST /products/import) | "patch" (PATCH /products)
+    mode: Mapped[str] = mapped_column(String(16))  # "import" | "dry_run" | "plan"
+    on_error: Mapped[str | None] = mapped_column(String(16))
+    max_price_change: Mapped[str | None] = mapped_column(String(16))  # the percent as given, e.g. "12.5"
+    columns: Mapped[str] = mapped_column(Text, default="")  # the columns (fields) it set, comma-separated
+    rows: Mapped[int] = mapped_column(Integer, default=0)
+    created: Mapped[int] = mapped_column(Integer, default=0)
+    updated: Mapped[int] = mapped_column(Integer, default=0)
+    unchanged: Mapped[int] = mapped_column(Integer, default=0)
+    rejected: Mapped[int] = mapped_column(Integer, default=0)
+    error_count: Mapped[int] = mapped_column(Integer, default=0)
+    detail: Mapped[str] = mapped_column(Text, default="{}")  # JSON: changes, errors, price_guardrail, refused...
+    date_created: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+
+    user: Mapped[User] = relationship()
+
+    @property
+    def dry_run(self) -> bool:
+        return self.mode == "dry_run"
+
+    @property
+    def plan(self) -> bool:
+        return self.mode == "plan"
+
+    @property
+    def column_list(self) -> list[str]:
+        return [name for name in self.columns.split(",") if name]
+
+    @functools.cached_property
+    def details(self) -> dict:
+        """``detail`` parsed: the lists of the answer (changes, errors, price_guardrail...)."""
+        return json.loads(self.detail or "{}")
 
 
 class IdempotencyKey(Base):

@@ -53,6 +53,12 @@ INVALID_TOKEN = _type("invalid-token", 401, "Unauthorized",
                       "or API key, or a deactivated account (RFC 6750 invalid_token).")
 INSUFFICIENT_SCOPE = _type("insufficient-scope", 403, "Forbidden",
                            "The API key lacks the scope this operation needs; `errors.scope` names it.")
+CHANGES_EXPIRED = _type("changes-expired", 410, "Gone",
+                        "Changes after this watermark were pruned (MYAPI_CHANGES_RETENTION): export again and "
+                        "follow the feed from the export's X-Changes-Since.")
+PRICE_CHANGE_REFUSED = _type("price-change-refused", 409, "Price change over the limit",
+                             "A price would move more than max_price_change percent: the whole import or "
+                             "PATCH was refused; `errors` lists each product with before and after.")
 UNAVAILABLE = _type("service-unavailable", 503, "Service Unavailable",
                     "The database is not answering; retry after Retry-After seconds.")
 
@@ -66,5 +72,5 @@ CATALOGUE: dict[str, ProblemType] = {
     kind.uri: kind
     for kind in (VALIDATION, CONFLICT, INSUFFICIENT_STOCK, CONCURRENT_UPDATE, PRECONDITION_FAILED,
                  IDEMPOTENCY_KEY_REUSED, IDEMPOTENCY_KEY_IN_PROGRESS, INVALID_TOKEN, INSUFFICIENT_SCOPE,
-                 UNAVAILABLE)
+                 CHANGES_EXPIRED, PRICE_CHANGE_REFUSED, UNAVAILABLE)
 }

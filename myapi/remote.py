@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 import click
 import requests
 
-from .client import API_PREFIX, ApiError, Client, RateLimited, Unauthorized, unreachable
+from .client import API_PREFIX, ApiError, Client, RateLimited, Unauthorized, ValidationFailed, unreachable
 from .clihelp import HelpGroup
 from .csvcells import plain_cell
 from .models import API_KEY_SCOPES
@@ -342,14 +342,141 @@ def products_export(file, fmt, progress, **filters) -> None:
 @products.command("import")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False))
 @click.option("--dry-run", is_flag=True, help="Check and count every row; write nothing.")
+@click.option("--plan", is_flag=True,
+              help="Show what would change, the largest price moves first; write nothing.")
+@click.option("--on-error", type=click.Choice(["reject_file", "skip_rows"]), default=None,
+              help="reject_file (the default): all or nothing; skip_rows: import the valid rows. Rejected rows "
+                   "are saved next to FILE, as FILE.rejected.csv.")
+@click.option("--max-price-change", metavar="PERCENT",
+              help="Refuse the whole file if any price would move more than PERCENT %.")
+@click.option("--diff", "diff_file", type=click.Path(dir_okay=False),
+              help="With --plan: save the whole diff, one entry per row, to this file (.ndjson, else CSV).")
 @PROGRESS
-def products_import(file, dry_run, progress) -> None:
-    """Upload a CSV (sku,name,category,price,stock[,description,is_available]); all or nothing."""
+def products_import(file, dry_run, plan, on_error, max_price_change, diff_file, progress) -> None:
+    """Upload a CSV of sku and the columns to set (name, category, price, stock, description,
+    is_available): plan it first, skip the bad rows, or import all or nothing."""
     client = connect()
-    result = client.import_products(file, dry_run=dry_run, progress=show_progress(progress))
+    options = {"dry_run": dry_run, "plan": plan, "on_error": on_error, "max_price_change": max_price_change,
+               "progress": show_progress(progress)}
+    rejected_file = rejected_path(file)
+    if plan:
+        print_plan(client.import_products(file, save_to=diff_file, **options))
+        if diff_file:
+            click.echo(f"the whole diff is in {diff_file}", err=True)
+        return
+    try:
+        if on_error == "skip_rows":
+            result = client.import_products(file, save_to=rejected_file, **options)
+        else:
+            result = client.import_products(file, **options)
+    except ValidationFailed as error:
+        if not error.body.get("error_count"):
+            raise
+        # Bad rows: nothing was imported. Save them all (a skip_rows dry run finds every one).
+        report_error(error)
+        client.import_products(file, save_to=rejected_file, **{**options, "dry_run": True, "on_error": "skip_rows",
+                                                               "progress": False})
+        click.echo(f"the rejected rows are in {rejected_file}, each with its error: fix them in {file} "
+                   "and import it again", err=True)
+        raise click.exceptions.Exit(1) from None
     summary = (f"{result['rows']} rows: {result['created']} created, {result['updated']} updated, "
-               f"{result.get('unchanged', 0)} unchanged")
+               f"{result.get('unchanged', 0)} unchanged, {result.get('rejected', 0)} rejected "
+               f"(import {result['import_id']})")
     click.echo(f"dry run, nothing written: {summary}" if result.get("dry_run") else f"imported {summary}")
+    if on_error == "skip_rows":
+        if result.get("rejected"):
+            click.echo(f"the rejected rows are in {rejected_file}, each with its error: fix them and import "
+                       "that file", err=True)
+        else:
+            Path(rejected_file).unlink(missing_ok=True)  # only the header: nothing was rejected
+
+
+def rejected_path(file: str) -> str:
+    """``new-teas.csv`` -> ``new-teas.rejected.csv``, next to it."""
+    path = Path(file)
+    return str(path.with_name(f"{path.stem if path.suffix.lower() == '.csv' else path.name}.rejected.csv"))
+
+
+def change_text(changes: Mapping) -> str:
+    """``price 4.50 -> 4.95; stock 10 -> 12`` (a created product: its values)."""
+    return "; ".join(f"{name} {cell(change.get('before'))} -> {cell(change.get('after'))}"
+                     if change.get("before") is not None else f"{name} {cell(change.get('after'))}"
+                     for name, change in changes.items())
+
+
+PLAN_LINES = 20  # changes and errors a plan prints (the rest: --diff)
+
+
+def print_plan(result: Mapping, title: str = "plan, nothing written") -> None:
+    """A plan, readable: the counts, whether it would be refused, the largest price moves, the first changes."""
+    click.echo(f"{title}: {result['rows']} rows: {result['created']} created, "
+               f"{result['updated']} updated, {result['unchanged']} unchanged, {result['rejected']} rejected "
+               f"(import {result['import_id']})")
+    if result.get("refused"):
+        click.echo(f"the import would be refused: {result['refused']}")
+    moves = result.get("largest_price_changes") or []
+    if moves:
+        click.echo("\nlargest price changes:")
+        print_table([{**move, "change": f"{float(move['change_percent']):+.2f} %"} for move in moves],
+                    ("row", "sku", "before", "after", "change"))
+    guardrail = result.get("price_guardrail") or []
+    if guardrail:
+        click.echo("\nover max_price_change:")
+        print_table(guardrail[:PLAN_LINES], ("row", "sku", "before", "after", "change_percent"))
+    changes = result.get("changes") or []
+    if changes:
+        click.echo("\nchanges:")
+        where = "row" if any(change.get("row") is not None for change in changes) else "index"  # a file, a PATCH
+        print_table([{**change, "changes": change_text(change.get("changes") or {})}
+                     for change in changes[:PLAN_LINES]], (where, "sku", "action", "changes"), width=80)
+        more = result["created"] + result["updated"] - min(len(changes), PLAN_LINES)
+        if more > 0:
+            click.echo(f"... and {more} more (--diff FILE saves every row's)")
+    errors = result.get("errors") or []
+    if errors:
+        click.echo("\nrejected rows:")
+        for error in errors[:PLAN_LINES]:
+            click.echo(f"  row {error['row']}, {error['field']}: {error['message']}")
+        if result.get("error_count", 0) > min(len(errors), PLAN_LINES):
+            click.echo(f"  ... {result['error_count'] - min(len(errors), PLAN_LINES)} more")
+
+
+# -- the audit trail of bulk changes ----------------------------------------------
+
+
+@remote.group()
+def imports() -> None:
+    """The audit trail of bulk changes: imports, plans, dry runs, PATCH /products (admin)."""
+
+
+IMPORT_COLUMNS = ("id", "date_created", "user_id", "source", "plan", "dry_run", "on_error", "rows", "created",
+                  "updated", "unchanged", "rejected")
+
+
+@imports.command("list")
+@click.option("--user-id", type=int, help="Only this user's.")
+@click.option("--source", type=click.Choice(["file", "patch"]), help="Only imports, or only PATCH /products.")
+@FORMAT
+@LIMIT
+def imports_list(user_id, source, fmt, limit) -> None:
+    """Every recorded bulk change, the newest first."""
+    records = connect().iter_imports(user_id=user_id, source=source, sort="-id")
+    output(limited(records, limit), fmt, IMPORT_COLUMNS)
+
+
+@imports.command("show")
+@click.argument("import_id", type=click.IntRange(1))
+def imports_show(import_id) -> None:
+    """Who made one bulk change, when, with which options, and what it changed."""
+    record = connect().get_import(import_id)
+    click.echo(f"import {record['id']} by user {record['user_id']}"
+               + (f" (API key {record['api_key_id']})" if record.get("api_key_id") else "")
+               + f" at {record['date_created']}: {record['source']}, "
+               + ("plan" if record["plan"] else "dry run" if record["dry_run"] else "written")
+               + (f", on_error={record['on_error']}" if record.get("on_error") else "")
+               + (f", max_price_change={record['max_price_change']}" if record.get("max_price_change") else ""))
+    title = "plan, nothing written" if record["plan"] else "dry run, nothing written" if record["dry_run"] else "done"
+    print_plan({**record, "import_id": record["id"]}, title)
 
 
 # -- orders -----------------------------------------------------------------------
@@ -411,6 +538,20 @@ def revenue_by_category(interval, fmt) -> None:
 def monthly_revenue(year, fmt) -> None:
     """Twelve months of revenue with a running total."""
     output(connect().monthly_revenue(year=year), fmt)
+
+
+@remote.command("sync")
+@click.argument("entity", type=click.Choice(["products", "orders"]))
+@click.argument("file", type=click.Path(dir_okay=False))
+@PROGRESS
+def sync(entity, file, progress) -> None:
+    """Keep FILE (CSV) equal to the server's products or orders.
+
+    The first run exports; later runs apply only what changed since (the
+    watermark is kept in FILE.since). Run it as often as you like.
+    """
+    result = connect().sync(entity, file, progress=show_progress(progress))
+    click.echo(f"{file}: {result}", err=True)
 
 
 @remote.group()

@@ -209,7 +209,8 @@ def test_reads_run_without_a_transaction_on_postgresql_and_writes_in_one(app, cl
         writes = list(seen)
     finally:
         event.remove(engine, "before_cursor_execute", record)
-    assert [verb for verb, _ in reads if verb != "BEGIN"] == ["SELECT", "SELECT"]  # COUNT and the page
+    # The change feed's watermark (a walk starts here), COUNT and the page: reads only.
+    assert {verb for verb, _ in reads if verb != "BEGIN"} == {"SELECT"} and len(reads) >= 2
     if engine.dialect.name == "postgresql":
         assert all(autocommit is True for _, autocommit in reads)
         assert writes and all(autocommit is False for _, autocommit in writes)
@@ -318,15 +319,15 @@ def test_curl_d_with_json_as_a_new_user_types_it(live_server, db_session):
     assert json.loads(body)["detail"] == LOOKS_LIKE_JSON
 
 
+VALID_PRODUCT_LIST_PARAMETERS = ("Valid parameters: category, q, min_price, max_price, in_stock, is_available, "
+                                 "updated_since, sort, page, per_page, cursor, count, fields, format.")
+
+
 @pytest.mark.parametrize(("query", "message"), [
-    ("catgory=tea", "Unknown query parameter. Did you mean `category`? Valid parameters: category, q, min_price, "
-                    "max_price, in_stock, is_available, updated_since, sort, page, per_page, fields, format."),
-    ("Category=tea", "Unknown query parameter. Did you mean `category`? Valid parameters: category, q, min_price, "
-                     "max_price, in_stock, is_available, updated_since, sort, page, per_page, fields, format."),
-    ("perpage=5", "Unknown query parameter. Did you mean `per_page`? Valid parameters: category, q, min_price, "
-                  "max_price, in_stock, is_available, updated_since, sort, page, per_page, fields, format."),
-    ("colour=red", "Unknown query parameter. Valid parameters: category, q, min_price, max_price, in_stock, "
-                   "is_available, updated_since, sort, page, per_page, fields, format."),
+    ("catgory=tea", "Unknown query parameter. Did you mean `category`? " + VALID_PRODUCT_LIST_PARAMETERS),
+    ("Category=tea", "Unknown query parameter. Did you mean `category`? " + VALID_PRODUCT_LIST_PARAMETERS),
+    ("perpage=5", "Unknown query parameter. Did you mean `per_page`? " + VALID_PRODUCT_LIST_PARAMETERS),
+    ("colour=red", "Unknown query parameter. " + VALID_PRODUCT_LIST_PARAMETERS),
 ])
 def test_an_unknown_query_parameter_suggests_the_valid_ones(client, query, message):
     response = client.get(f"{API}/products?{query}")

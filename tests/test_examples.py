@@ -135,7 +135,8 @@ def test_what_the_examples_write_in_the_repository_is_ignored():
     git = shutil.which("git")
     if git is None:
         pytest.skip("git is not installed")
-    written = ["new-teas.csv", "products.csv", "orders.csv", "orders-2026-11-20.csv"]
+    written = ["new-teas.csv", "products.csv", "orders.csv", "orders-2026-11-20.csv",
+               "prices.csv", "plan.ndjson", "prices.rejected.csv", "new-teas.rejected.csv"]  # README "Bulk changes"
     checked = subprocess.run([git, "check-ignore", "--no-index", *written], cwd=EXAMPLES.parent, capture_output=True,
                              text=True, timeout=30)
     assert checked.stdout.split() == written, checked.stderr

@@ -104,8 +104,10 @@ def test_import_is_idempotent(client, admin, db_session):
     first = client.post(f"{API}/products/import", data=body, headers=headers)
     retry = client.post(f"{API}/products/import", data=body, headers=headers)
     assert first.status_code == retry.status_code == 200
-    assert first.get_json() == retry.get_json() == {"created": 1, "updated": 0, "unchanged": 0, "rows": 1,
-                                                    "dry_run": False}
+    assert first.get_json() == retry.get_json()
+    assert {name: first.get_json()[name] for name in ("created", "updated", "unchanged", "rows", "dry_run",
+                                                      "import_id")} == {
+        "created": 1, "updated": 0, "unchanged": 0, "rows": 1, "dry_run": False, "import_id": 1}
     assert retry.headers["Idempotent-Replayed"] == "true"
     db_session.rollback()
     assert db_session.scalars(select(Product.version)).one() == 1  # not imported twice

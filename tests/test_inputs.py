@@ -47,10 +47,17 @@ ALL_TYPES = {
     "iso8601_interval": inputs.iso8601_interval,
     "sort_spec": SORT,
     "idempotency_key": inputs.idempotency_key,
+    "percent": inputs.percent,
 }
 
 # (type, valid input, expected output)
 VALID = [
+    # percentages (max_price_change)
+    ("percent", "10", Decimal("10")),
+    ("percent", " 12.5 ", Decimal("12.5")),
+    ("percent", "0", Decimal("0")),
+    ("percent", "999999.99", Decimal("999999.99")),
+    ("percent", 15, Decimal("15")),
     # email
     ("email", "alice@example.com", "alice@example.com"),
     ("email", "  Alice.Smith+tag@Example.CO.uk \n", "alice.smith+tag@example.co.uk"),
@@ -409,6 +416,16 @@ INVALID = [
     ("idempotency_key", "new\nline", "printable ASCII"),
     ("idempotency_key", "nul\x00", "printable ASCII"),
     ("idempotency_key", 12345, "printable ASCII"),
+]
+
+INVALID += [
+    ("percent", "-1", "percentage"),
+    ("percent", "1.005", "percentage"),
+    ("percent", "1e3", "percentage"),
+    ("percent", "1000000", "percentage"),
+    ("percent", "010", "percentage"),
+    ("percent", True, "percentage"),
+    ("percent", 1.5, "percentage"),
 ]
 
 WEIRD = [[], {}, None, True, False, 1.5, float("nan"), float("inf"), -0.0, 0, -1, 2**100, "", " ", "\x00",

@@ -102,8 +102,10 @@ def test_products_export_and_import(signed_in, tmp_path):
     good.write_text(GOOD_CSV)
     result = run("products", "import", str(good), "--dry-run")
     assert result.exit_code == 0, result.output
-    assert result.stdout == "dry run, nothing written: 3 rows: 3 created, 0 updated, 0 unchanged\n"
-    assert run("products", "import", str(good)).stdout == "imported 3 rows: 3 created, 0 updated, 0 unchanged\n"
+    assert result.stdout == ("dry run, nothing written: 3 rows: 3 created, 0 updated, 0 unchanged, 0 rejected "
+                             "(import 1)\n")
+    assert run("products", "import", str(good)).stdout == ("imported 3 rows: 3 created, 0 updated, 0 unchanged, "
+                                                           "0 rejected (import 2)\n")
 
     exported = tmp_path / "out.csv"
     result = run("products", "export", str(exported), "--category", "tea")
@@ -122,6 +124,11 @@ def test_products_export_and_import(signed_in, tmp_path):
         "  row 2, price: must be an amount like 19.99",
         "  row 3, name: This field is required.",
     ]
+    # Every rejected row is saved next to the file, as uploaded, with its error (issue 16).
+    assert f"the rejected rows are in {tmp_path / 'bad.rejected.csv'}" in result.stderr
+    rejected = list(csv.reader((tmp_path / "bad.rejected.csv").open(newline="")))
+    assert rejected[0] == ["error", "sku", "name", "category", "price", "stock"]
+    assert [row[1] for row in rejected[1:]] == ["TEA-1", "TEA-2"]
 
 
 def test_orders_and_reports(signed_in, live_server, admin, customer, tmp_path):
@@ -214,7 +221,8 @@ def test_as_a_subprocess(live_server, admin, tmp_path, config_home):
     good = tmp_path / "good.csv"
     good.write_text(GOOD_CSV)
     imported = myapi("products", "import", str(good), env=env)
-    assert imported.returncode == 0 and imported.stdout == "imported 3 rows: 3 created, 0 updated, 0 unchanged\n"
+    assert imported.returncode == 0 and imported.stdout == ("imported 3 rows: 3 created, 0 updated, 0 unchanged, "
+                                                            "0 rejected (import 1)\n")
     assert imported.stderr == ""  # piped: no progress bar
 
     listed = myapi("products", "list", env=env)

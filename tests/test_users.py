@@ -275,7 +275,9 @@ def test_list_filters_sorts_and_pages(client, admin, make_account):
     response = client.get(f"{API}/users?role=customer&sort=-username&per_page=2&page=2", headers=admin.headers)
     assert response.status_code == 200
     body = response.get_json()
-    assert body["pagination"] == {"page": 2, "per_page": 2, "total_items": 5, "total_pages": 3}
+    assert body["pagination"] == {"page": 2, "per_page": 2, "total_items": 5, "total_pages": 3,
+                                  "next_cursor": body["pagination"]["next_cursor"]}
+    assert body["pagination"]["next_cursor"]
     assert [u["username"] for u in body["data"]] == ["customer3", "customer2"]
     assert response.headers["X-Total-Count"] == "5"
     link = response.headers["Link"]

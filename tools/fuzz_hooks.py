@@ -17,7 +17,9 @@
   tests/). A new username, email or sku must not exist yet (409), an ordered
   product must exist (400 otherwise), an API key's ``expires_at`` must be in
   the future (400): valid values are made to fit (a unique suffix, an id of
-  the demo catalogue, a far-off date); invalid ones are sent as drawn.
+  the demo catalogue, a far-off date); invalid ones are sent as drawn. The
+  items of a ``PATCH /products`` name distinct demo products and carry no
+  ``version`` (which only the server's state can make right).
 * ``Prefer: return=minimal`` on a POST answers 201 with no body (DESIGN
   §8.2), which OpenAPI cannot say of a response it documents with a body, so
   the conformance checks would call it a failure. Generated POSTs ask for
@@ -43,7 +45,7 @@ import schemathesis
 from hypothesis.internal import lambda_sources
 
 from myapi.common import inputs
-from myapi.seed import DEMO_PRODUCT_COUNT
+from myapi.seed import CATALOGUE, DEMO_PRODUCT_COUNT
 
 PROTECTED = os.environ.get("FUZZ_PROTECTED_USER_ID")
 IDEMPOTENCY_KEY = "Idempotency-Key"
@@ -107,6 +109,36 @@ def _future_expiry(body) -> None:
     body["expires_at"] = "2999-01-01T00:00:00Z"
 
 
+def _demo_sku(number: int) -> str:
+    """The sku of demo product ``number`` (myapi.seed: the prefix of its category, then the number)."""
+    categories = list(CATALOGUE)
+    return f"{CATALOGUE[categories[number % len(categories)]][0]}-{number:04d}"
+
+
+def _bulk_items(body: list, number: int) -> None:
+    """PATCH /products: valid items name distinct demo products, with no ``version`` (a rule of the state).
+
+    A valid sku or id is moved onto a demo product (a different one per
+    item, so two items never name one product); the ``version`` an item was
+    made from cannot be known to a generator, so it is left out (the 412s
+    are tested in tests/test_bulk.py). Invalid items stay as drawn.
+    """
+    for index, item in enumerate(body):
+        if not isinstance(item, dict):
+            continue
+        item.pop("version", None)
+        target = 1 + (number * 7 + index) % DEMO_PRODUCT_COUNT
+        if "sku" in item and "id" not in item:
+            try:
+                inputs.sku(item["sku"])
+            except (ValueError, TypeError):
+                continue
+            item["sku"] = _demo_sku(target)
+        elif ("id" in item and "sku" not in item and isinstance(item["id"], int)
+              and not isinstance(item["id"], bool) and item["id"] >= 1):
+            item["id"] = target
+
+
 def _existing_products(body) -> None:
     """Order lines name products of the demo catalogue (ids 1 to DEMO_PRODUCT_COUNT), if valid as drawn."""
     items = body.get("items") if isinstance(body, dict) else None
@@ -129,6 +161,9 @@ def before_call(context, case, kwargs):
         key = _unique_key(case.headers[IDEMPOTENCY_KEY], number)
         if key is not None:
             case.headers[IDEMPOTENCY_KEY] = key
+    if isinstance(case.body, list):
+        case.body = copy.deepcopy(case.body)  # schemathesis may send the same body object again
+        _bulk_items(case.body, number)
     if isinstance(case.body, dict):
         case.body = copy.deepcopy(case.body)  # schemathesis may send the same body object again
         _unique_body(case.body, number)

@@ -30,6 +30,7 @@ from ..db import SAFE_METHODS, get_db, get_session
 from ..models import ApiKey, Token, User, utcnow
 from ..services import api_keys
 from ..services import users as users_service
+from ..services.import_audit import Actor
 from . import inputs
 from .errors import Problem
 
@@ -197,6 +198,12 @@ def current_token() -> Token | None:
 def current_user() -> User | None:
     caller = current_caller()
     return caller.user if caller else None
+
+
+def current_actor() -> Actor:
+    """Who makes a bulk change, for its audit record: the signed-in user and the API key used, if any."""
+    caller = current_caller()
+    return Actor(caller.user.id, caller.api_key.id if caller.api_key is not None else None)
 
 
 def require_user() -> User:

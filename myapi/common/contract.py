@@ -31,6 +31,31 @@ ATTRIBUTE = "__contract__"
 AUTH_LEVELS = ("none", "user", "admin", "password")
 
 
+@dataclass(frozen=True)
+class Alternate:
+    """A media type whose answer is a stream the method's object makes, not the field dict's rows.
+
+    ``render(obj)`` gives the body's chunks (bytes); ``description`` says
+    what it holds (the OpenAPI document shows it).
+    """
+
+    description: str
+    render: Callable[[Any], Iterable[bytes]]
+
+
+@dataclass(frozen=True)
+class JsonArray:
+    """A body that is a JSON array of 1 to ``max_items`` objects, each read by ``item_parser``.
+
+    ``one_of``: each item gives exactly one of these fields (how it names
+    its target). The method finds the parsed items in ``args.entries``.
+    """
+
+    item_parser: Any
+    max_items: int
+    one_of: tuple[str, ...] = ()
+
+
 @dataclass
 class Output:
     """How a method's return value becomes the answer (see :func:`marshal_with`)."""
@@ -43,6 +68,11 @@ class Output:
     paged: bool = False
     export: bool = False
     minimal: bool = True
+    feed: bool = False
+    #: A nested group ``fields=`` selects within (a feed's ``item``); the other members stay.
+    select_within: str | None = None
+    #: Media types answered by a stream of the object's own (``Alternate``), not by the field dict.
+    alternates: dict[str, Alternate] | None = None
 
 
 @dataclass
@@ -50,6 +80,7 @@ class Contract:
     output: Output | None = None
     parsers: tuple = ()
     csv_upload: Any = None
+    json_array: JsonArray | None = None
     auth: str = "none"
     scope: str | None = None
     summary: str | None = None
@@ -57,6 +88,7 @@ class Contract:
     errors: tuple[int, ...] = ()
     produces: dict | None = None
     hidden: bool = False
+    headers: tuple[str, ...] = ()
 
     @property
     def status(self) -> int:
@@ -67,7 +99,7 @@ class Contract:
 
     @property
     def reads_body(self) -> bool:
-        return self.csv_upload is not None or any(
+        return self.csv_upload is not None or self.json_array is not None or any(
             argument.location in ("body", "files") for parser in self.parsers for argument in parser.args)
 
 
@@ -94,7 +126,8 @@ def contract_of(resource: type, method: str) -> Contract | None:
 
 def marshal_with(fields: dict, envelope: str | None = None, *, status: int = 200, etag: bool = False,
                  location: Callable[[Any], str] | None = None, paged: bool = False,
-                 export: bool = False, minimal: bool = True) -> Callable:
+                 export: bool = False, minimal: bool = True, feed: bool = False,
+                 select_within: str | None = None, alternates: dict[str, Alternate] | None = None) -> Callable:
     """flask_restful.marshal_with's name and meaning, plus what this API adds.
 
     The method returns an object (a model row, a mapping) or
@@ -113,9 +146,17 @@ def marshal_with(fields: dict, envelope: str | None = None, *, status: int = 200
       (JSON array, NDJSON or CSV);
     * ``minimal=False``: the answer is the point of the request (a sign-in's
       token), so ``Prefer: return=minimal`` is not honoured (RFC 7240 lets a
-      server ignore a preference).
+      server ignore a preference);
+    * ``feed``: the method returns a change feed's ``FeedPage``, answered as
+      ``{"data": [...], "next_since": W}`` with ``X-Next-Since`` (DESIGN §9);
+      ``select_within``: the nested group (``"item"``) that ``fields=`` names
+      fields of;
+    * ``alternates``: ``{media type: Alternate}``, representations that are
+      not the field dict's rows but a stream the object makes (an import's
+      rejected rows as CSV, its plan's diff as NDJSON).
     """
-    output = Output(fields, envelope, status, etag, location, paged, export, minimal)
+    output = Output(fields, envelope, status, etag, location, paged, export, minimal, feed, select_within,
+                    alternates)
 
     def decorate(method):
         contract_of_function(method).output = output
@@ -124,19 +165,22 @@ def marshal_with(fields: dict, envelope: str | None = None, *, status: int = 200
     return decorate
 
 
-def parses(*parsers, csv_upload=None) -> Callable:
+def parses(*parsers, csv_upload=None, json_array: JsonArray | None = None) -> Callable:
     """Parse the request with these reqparse parsers; the method gets the result first.
 
     Every error of every parser comes back in one 400. ``csv_upload``: the
     parser whose arguments are the columns of a CSV upload (text/csv or a
     multipart ``file``); the method then finds the upload, as a text stream,
-    in ``args.upload``.
+    in ``args.upload``. ``json_array``: the body is a JSON array whose items
+    the JsonArray's parser reads, every error of every item in one 400; the
+    method finds the items in ``args.entries``.
     """
 
     def decorate(method):
         contract = contract_of_function(method)
         contract.parsers = tuple(parsers)
         contract.csv_upload = csv_upload
+        contract.json_array = json_array
         return method
 
     return decorate
@@ -167,7 +211,7 @@ def requires(level: str, scope: str | None = None) -> Callable:
 
 
 def documented(*, summary: str | None = None, description: str | None = None, errors: Iterable[int] = (),
-               produces: dict | None = None, hidden: bool = False) -> Callable:
+               produces: dict | None = None, hidden: bool = False, headers: Iterable[str] = ()) -> Callable:
     """What no other decorator says: the summary, extra error statuses, non-field answers.
 
     * ``errors``: statuses the method's services raise beyond those the
@@ -175,7 +219,9 @@ def documented(*, summary: str | None = None, description: str | None = None, er
       path ids, 412 from If-Match, 409/422 from idempotent POSTs...);
     * ``produces``: ``{media type: schema}`` for an answer that is not a
       field dict (the docs page);
-    * ``hidden``: leave the route out of the document (static assets).
+    * ``hidden``: leave the route out of the document (static assets);
+    * ``headers``: headers of the success answer beyond those the document
+      infers (``X-Import-Id``), each described in the components.
     """
 
     def decorate(method):
@@ -185,6 +231,7 @@ def documented(*, summary: str | None = None, description: str | None = None, er
         contract.errors = tuple(errors)
         contract.produces = produces
         contract.hidden = hidden
+        contract.headers = tuple(headers)
         return method
 
     return decorate

@@ -48,6 +48,45 @@ class OptionalDateTime(DateTime):
     schema = {"type": ["string", "null"], "format": "date-time"}
 
 
+class Nullable(fields.Raw):
+    """A scalar shown as it is, or null: ``Nullable("integer")``."""
+
+    def __init__(self, json_type: str, *, description: str | None = None, attribute=None):
+        super().__init__(attribute=attribute)
+        self.schema = {"type": [json_type, "null"]}
+        if description:
+            self.schema["description"] = description
+
+
+class Entries(fields.Raw):
+    """A list of plain objects shown as they are (an import's errors or changes), described by ``item_schema``.
+
+    ``fields=`` selects the list whole (its members are not named one by one:
+    a long list of selectable names would make the longest ``fields=`` a URL
+    that no server takes).
+    """
+
+    def __init__(self, item_schema: dict, *, attribute=None):
+        super().__init__(attribute=attribute)
+        self.schema = {"type": "array", "items": item_schema}
+
+    def format(self, value):
+        return list(value)
+
+
+class Diff(fields.Raw):
+    """What a bulk change does to one product: ``{column: {"before": …, "after": …}}`` (services/product_diff.py)."""
+
+    schema = {
+        "type": "object",
+        "description": "Each column that changes, with its value before and after (before is null for a new "
+                       "product). Money is a two-place string.",
+        "propertyNames": {"enum": [name for name in product_columns.WRITABLE if name != "sku"]},
+        "additionalProperties": {"type": "object", "required": ["before", "after"],
+                                 "properties": {"before": {}, "after": {}}, "additionalProperties": False},
+    }
+
+
 class Template(fields.Raw):
     """A string made from attributes of the object, e.g. ``Template("Hey {username}!")``.
 
@@ -151,6 +190,21 @@ order_fields = {
     "date_updated": DateTime,
     "links": links(self="/orders/{id}", user="/users/{user_id}"),
 }
+
+
+def change_fields_of(item_fields: dict) -> dict:
+    """A change feed's entry (DESIGN §9): where it is, what happened, and the item as it is now."""
+    return {
+        "seq": fields.String,  # the entry's watermark: following the feed from it continues after it
+        "op": fields.String,  # "upsert" | "delete"
+        "id": fields.Integer,
+        "version": fields.Integer,
+        "item": fields.Nested(item_fields, allow_null=True),  # null for a delete
+    }
+
+
+product_change_fields = change_fields_of(product_fields)
+order_change_fields = change_fields_of(order_fields)
 
 
 def field_names(field_dict: dict, prefix: str = "") -> list[str]:

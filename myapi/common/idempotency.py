@@ -24,7 +24,7 @@ from .errors import validation_problem
 
 HEADER = "Idempotency-Key"
 REPLAYED = "Idempotent-Replayed"
-STORED_HEADERS = ("Content-Type", "Location", "ETag", "Preference-Applied")
+STORED_HEADERS = ("Content-Type", "Location", "ETag", "Preference-Applied", "X-Import-Id")
 CHUNK = 64 * 1024
 # How long a request waits for a key's owner lock before answering 409: the
 # moment a database takes to end a killed owner's transaction (a retry sent
@@ -104,6 +104,13 @@ def _run_owned(produce: Callable[[], Response], owner, *, scope: str, key: str, 
         response = produce()
         if response.status_code >= 400:
             session.rollback()
+            give_back()
+            return response
+        if response.is_streamed:
+            # A streamed answer (an import's rejected rows or plan as CSV or NDJSON) may be any size: it
+            # is not stored. The work commits and the key is freed: a retry runs again (an import's
+            # second run finds its rows unchanged).
+            session.commit()
             give_back()
             return response
         stored = idempotency.StoredResponse(

@@ -36,12 +36,15 @@ from datetime import MAXYEAR, date, datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from ..services.query import IfMatch
+from ..services.query import COUNT_MODES, IfMatch
+from . import cursors
 
 __all__ = [
     "boolean",
     "category",
     "choice",
+    "count_mode",
+    "cursor",
     "email",
     "idempotency_key",
     "int_range",
@@ -52,6 +55,7 @@ __all__ = [
     "page",
     "password",
     "per_page",
+    "percent",
     "positive_int",
     "quantity",
     "sku",
@@ -288,6 +292,42 @@ page = int_range(1, 10**6)
 per_page = int_range(1, 100)
 
 
+@_input_type({"type": "string", "pattern": cursors.PATTERN, "maxLength": cursors.MAX_LENGTH,
+              "description": "Opaque: a list's `pagination.next_cursor` (or its `Link: rel=\"next\"`), sent with "
+                             "the same filters and sort. Not with `page`."},
+             name="cursor")
+def cursor(value: Any, *_: Any) -> str:
+    """A cursor's shape (its seal and its fit to the request are checked by common/pagination.py)."""
+    if not isinstance(value, str) or len(value) > cursors.MAX_LENGTH or not _CURSOR.fullmatch(value):
+        raise ValueError("must be a next_cursor this API gave you, unchanged")
+    return value
+
+
+_CURSOR = re.compile(cursors.PATTERN.removeprefix("^").removesuffix("$"))
+
+
+_PERCENT = re.compile(r"(?:0|[1-9][0-9]{0,5})(?:\.[0-9]{1,2})?")
+PERCENT_MESSAGE = "must be a percentage like 10 or 12.5 (0 to 999999.99, at most 2 decimal places)"
+
+
+@_input_type({
+    "type": "string",
+    "format": "decimal",
+    "pattern": r"^(?:0|[1-9][0-9]{0,5})(?:\.[0-9]{1,2})?$",
+    "description": "A percentage from 0 to 999999.99, at most 2 decimal places.",
+    "example": "10",
+}, name="percent")
+def percent(value: Any, *_: Any) -> Decimal:
+    """A percentage from 0 to 999999.99 with at most two places, as a Decimal."""
+    if isinstance(value, bool):
+        raise ValueError(PERCENT_MESSAGE)
+    if isinstance(value, int):
+        value = str(value)
+    if not isinstance(value, str) or not _PERCENT.fullmatch(raw := value.strip()):
+        raise ValueError(PERCENT_MESSAGE)
+    return Decimal(raw)
+
+
 # --- catalogue -----------------------------------------------------------------
 
 _SKU = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
@@ -383,6 +423,10 @@ def choice(*values: str) -> Callable[..., str]:
         return value
 
     return convert
+
+
+#: ``count=`` of a list: exact (a COUNT), estimated (the database's statistics), none (no count).
+count_mode = choice(*COUNT_MODES)
 
 
 _IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e](?:[\x20-\x7e]{0,253}[\x21-\x7e])?")
@@ -744,3 +788,19 @@ def scope_list(value: Any, *_: Any) -> list[str]:
     if len(set(value)) != len(value):
         raise ValueError("must not name a scope twice")
     return list(value)
+
+
+# --- change feeds --------------------------------------------------------------------
+
+
+@_input_type({"type": "string", "pattern": r"^(?:0|(?:0|[1-9][0-9]{0,17})\.(?:0|[1-9][0-9]{0,17}))$", "maxLength": 37,
+              "description": 'A watermark this API gave you (an export\'s X-Changes-Since, a page\'s '
+                             'next_since, an entry\'s seq), or "0" for the beginning.'},
+             name="watermark")
+def watermark(value: Any, *_: Any):
+    """A change-feed watermark (services/changes.Watermark)."""
+    from ..services.changes import Watermark
+
+    if not isinstance(value, str):
+        raise ValueError("must be a string")
+    return Watermark.parse(value.strip())

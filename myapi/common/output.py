@@ -19,6 +19,7 @@ from flask import Response, g, request
 from werkzeug.wrappers import Response as ResponseBase
 
 from ..db import get_session, stream_session
+from ..services import changes
 from ..services.query import Export
 from .contract import Output
 from .errors import validation_problem
@@ -26,9 +27,11 @@ from .etags import entity_tag, matches_if_none_match
 from .fields import Selection, field_names, marshal, select_fields
 from .media import CSV
 from .pagination import page_body, page_headers
-from .representations import Collection, download, marshalled, render, streamed
+from .representations import Collection, download, marshalled, render, stream_answer, streamed
 
 PREFERENCE_APPLIED = "Preference-Applied"
+NEXT_SINCE = "X-Next-Since"
+CHANGES_SINCE = "X-Changes-Since"
 MINIMAL = "return=minimal"
 WRITES = frozenset({"POST", "PUT", "PATCH"})
 
@@ -41,11 +44,21 @@ def requested_selection(output: Output | None) -> Selection | None:
     if len(raw) > 1:
         raise validation_problem({"fields": "Give this parameter once."})
     try:
-        selection = select_fields(output.fields, raw[0])
+        if output.select_within is None:
+            selection = select_fields(output.fields, raw[0])
+        else:
+            selection = _select_within(output.fields, output.select_within, raw[0])
     except ValueError as error:
         raise validation_problem({"fields": str(error)}) from None
     g.field_selection = selection  # the ETag names it (etags.entity_tag)
     return selection
+
+
+def _select_within(field_dict: dict, group: str, spec: str) -> Selection:
+    """``fields=`` naming fields of the nested ``group`` (a feed's item); the other members are kept."""
+    inner = select_fields(field_dict[group].nested, spec)  # checks the names against the item's fields
+    others = [name for name in field_dict if name != group]
+    return select_fields(field_dict, ",".join([*others, *(f"{group}.{name}" for name in inner.names)]))
 
 
 def wants_minimal() -> bool:
@@ -86,6 +99,10 @@ def respond(output: Output | None, result) -> Response:
     columns = selection.columns if selection is not None else field_names(output.fields)
     if output.export:
         return _export(obj, to_dict, columns)
+    if output.feed:
+        body = Collection({"data": [to_dict(entry) for entry in obj.entries], "next_since": str(obj.next_since)},
+                          columns=columns)
+        return render(body, status, {**headers, NEXT_SINCE: str(obj.next_since)})
     if output.paged:
         return render(page_body(obj, to_dict, columns), status, {**headers, **page_headers(obj)})
     if output.etag:
@@ -97,6 +114,9 @@ def respond(output: Output | None, result) -> Response:
         headers["Location"] = output.location(obj)
     if output.minimal and wants_minimal():
         return _bodiless(201 if status == 201 else 204, {**headers, PREFERENCE_APPLIED: MINIMAL})
+    alternate = (output.alternates or {}).get(g.get("media_type"))
+    if alternate is not None:  # a stream of the object's own (an import's rejected rows, a plan's diff)
+        return stream_answer(alternate.render(obj), status, headers)
     body = to_dict(obj)
     if output.envelope is not None:
         body = Collection({output.envelope: body}, columns=columns)
@@ -111,6 +131,8 @@ def _export(export: Export, to_dict, columns: list[str]) -> Response:
     write that committed in between).
     """
     total = export.count(get_session()) if export.count is not None else None
+    # Taken before the rows are read: following the feed from it misses nothing the file lacks.
+    since = changes.watermark(get_session()) if export.feed is not None else None
     session = stream_session()
     if g.get("media_type") == CSV and export.csv is not None:  # formatted by the database
         response = download(export.csv(session, columns), export.name)
@@ -118,5 +140,7 @@ def _export(export: Export, to_dict, columns: list[str]) -> Response:
         response = streamed(marshalled(session, export.rows, to_dict), columns, export.name)
     if total is not None:
         response.headers["X-Total-Count"] = str(total)
+    if since is not None:
+        response.headers[CHANGES_SINCE] = str(since)
     return response
 

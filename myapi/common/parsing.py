@@ -256,6 +256,50 @@ def parse_all(parsers) -> reqparse.Namespace:
     return namespace
 
 
+def parse_json_array(spec) -> list:
+    """A JSON array body (common/contract.JsonArray): each object read by ``spec.item_parser``.
+
+    The body must be JSON (415 otherwise) and an array of 1 to
+    ``spec.max_items`` objects (400). Each item is parsed by the same
+    strict parser code as any body, so its rules are the parser's; every
+    error of every item comes back in one 400, as ``{"index", "field",
+    "message"}`` (index from 0).
+    """
+    if not is_json_request():
+        raise mislabelled_json(JSON_TYPES) or unsupported_media_type(JSON_TYPES)
+    raw = request.get_data(cache=True)  # 413 past MAX_CONTENT_LENGTH
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as error:
+        raise Problem(400, f"The body is not valid JSON: {error}.", title="Malformed JSON") from None
+    if not isinstance(body, list):
+        raise Problem(400, f"The JSON body must be an array of 1 to {spec.max_items} objects.",
+                      title="Malformed JSON")
+    if not 1 <= len(body) <= spec.max_items:
+        raise validation_problem({"body": f"must hold 1 to {spec.max_items} items, not {len(body)}"})
+    items: list = []
+    errors: list[dict] = []
+    try:
+        for index, element in enumerate(body):
+            if not isinstance(element, dict):
+                errors.append({"index": index, "field": "*", "message": "must be an object"})
+                continue
+            given = [name for name in spec.one_of if name in element]
+            if spec.one_of and len(given) != 1:
+                errors.append({"index": index, "field": spec.one_of[0],
+                               "message": f"give exactly one of {' or '.join(spec.one_of)}"})
+            g.request_body = element  # what the parser's body arguments read
+            parsed, failed = spec.item_parser.collect()
+            errors += [{"index": index, "field": name, "message": message} for name, message in failed.items()]
+            items.append(dict(parsed))
+    finally:
+        g.pop("request_body", None)
+    if errors:
+        raise validation_problem(errors, f"{len({error['index'] for error in errors})} item(s) are invalid; "
+                                         "nothing was changed.")
+    return items
+
+
 def csv_upload() -> io.TextIOBase:
     """The uploaded CSV as a text stream: a text/csv body or a multipart ``file``."""
     if request.mimetype == "text/csv":

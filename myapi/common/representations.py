@@ -22,7 +22,7 @@ from decimal import Decimal
 import orjson
 from flask import Response, g, request
 
-from ..csvcells import LINE_END, csv_cell
+from ..csvcells import LINE_END, csv_cell, flatten
 from .errors import Problem
 from .media import CSV, FORMATS, JSON, NDJSON
 
@@ -80,26 +80,6 @@ def output_json(data, code, headers=None) -> Response:
 # -- CSV (cells as myapi.csvcells says) ---------------------------------------
 
 
-def flatten(record: Mapping, prefix: str = "") -> list[dict]:
-    """One record to one or more flat rows (one per element of a nested list)."""
-    flat: dict = {}
-    exploded: list[dict] | None = None
-    for key, value in record.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            nested = flatten(value, name + ".")
-            flat.update(nested[0])
-        elif isinstance(value, list) and value and all(isinstance(v, Mapping) for v in value):
-            exploded = [row for item in value for row in flatten(item, name + ".")]
-        elif isinstance(value, list):
-            flat[name] = ";".join(str(v) for v in value)
-        else:
-            flat[name] = value
-    if not exploded:
-        return [flat]
-    return [{**flat, **item} for item in exploded]
-
-
 def csv_records(data) -> tuple[list[Mapping], list[str] | None]:
     """The records a body holds, and its declared columns if it has them."""
     columns = getattr(data, "columns", None)
@@ -139,7 +119,15 @@ def output_csv(data, code, headers=None) -> Response:
     return response
 
 
-REPRESENTATIONS = {JSON: output_json, CSV: output_csv}
+def output_ndjson(data, code, headers=None) -> Response:
+    """One JSON object per line: the records of a list body (a feed's changes), or the one item."""
+    records, _columns = csv_records(data)
+    response = Response(b"".join(dumps_json(record) + b"\n" for record in records), status=code, mimetype=NDJSON)
+    response.headers.extend(headers or {})
+    return response
+
+
+REPRESENTATIONS = {JSON: output_json, CSV: output_csv, NDJSON: output_ndjson}
 
 
 def render(data, code: int, headers=None) -> Response:
@@ -216,6 +204,16 @@ def streamed(records: Iterable[Mapping], columns: list[str], filename: str) -> R
     else:
         chunks = json_array_stream(records)
     return download(_batched(chunks), filename)
+
+
+def stream_answer(chunks: Iterable[bytes], status: int, headers: dict) -> Response:
+    """A streamed answer (not a download) in the negotiated media type: ``chunks`` joined ~64 KiB at a time."""
+    media_type = g.get("media_type", JSON)
+    response = Response(_batched(chunks), status=status, mimetype=media_type)
+    if media_type == CSV:
+        response.headers["Content-Type"] = "text/csv; charset=utf-8; header=present"
+    response.headers.extend(headers)
+    return response
 
 
 def download(chunks: Iterable[bytes], filename: str) -> Response:

@@ -7,7 +7,9 @@ decorators (common/contract.py):
 2. open the request's session: autocommit reads for GET/HEAD/OPTIONS,
    a write transaction otherwise (db.open_session);
 3. authorise (``requires``), check ``fields=`` against the output fields;
-4. parse (``parses``): the arguments are the method's first argument;
+4. parse (``parses``): the arguments are the method's first argument; a
+   list's page, per_page, cursor and count become ``args.window`` (a
+   services.query.Window; common/pagination.py checks the cursor);
 5. call the method: one service call, returning a model object, a Page or
    an Export;
 6. marshal it (``marshal_with``, common/output.py);
@@ -31,7 +33,8 @@ from .idempotency import HEADER as IDEMPOTENCY_HEADER
 from .idempotency import run_idempotent
 from .media import CSV, JSON
 from .output import requested_selection, respond
-from .parsing import csv_upload, parse_all
+from .pagination import window_of
+from .parsing import csv_upload, parse_all, parse_json_array
 from .representations import negotiate
 
 
@@ -79,10 +82,15 @@ class Resource(flask_restful.Resource):
 
     @staticmethod
     def run(method, contract: Contract, args: tuple, kwargs: dict) -> Response:
-        if contract.parsers or contract.csv_upload is not None:
+        if contract.parsers or contract.csv_upload is not None or contract.json_array is not None:
             parsed = parse_all(contract.parsers)
+            if contract.output is not None and contract.output.paged:
+                # page/per_page/cursor/count become one Window (a cursor checked against the rest)
+                parsed["window"] = window_of(parsed)
             if contract.csv_upload is not None:
                 parsed["upload"] = csv_upload()
+            if contract.json_array is not None:
+                parsed["entries"] = parse_json_array(contract.json_array)
             args = (parsed, *args)
         return respond(contract.output, method(*args, **kwargs))
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from ..common import inputs
 from ..common.auth import current_user
 from ..common.contract import documented, marshal_with, parses, requires
-from ..common.fields import API_PREFIX, order_fields
+from ..common.fields import API_PREFIX, order_change_fields, order_fields
 from ..common.pagination import add_pagination_args
 from ..common.parsing import JSON_TYPES, RequestParser, conditional_parser
 from ..common.representations import CSV, JSON, NDJSON
@@ -82,3 +82,21 @@ class OrderExport(Resource):
     @requires("user", "orders:read")
     def get(self, args):
         return orders_service.export_orders(current_user(), **args)
+
+
+# -- the change feed (DESIGN §9) ------------------------------------------------------
+
+changes_parser = RequestParser(location="args")
+changes_parser.add_argument("since", type=inputs.watermark, required=True)
+changes_parser.add_argument("limit", type=inputs.int_range(1, 1000), default=100)
+
+
+class OrderChanges(Resource):
+    media_types = (JSON, NDJSON, CSV)
+
+    @documented(summary="What changed in your orders (an admin: everyone's) since a watermark", errors=(410,))
+    @marshal_with(order_change_fields, feed=True, select_within="item")
+    @parses(changes_parser)
+    @requires("user", "orders:read")
+    def get(self, args):
+        return orders_service.changes(get_session(), current_user(), args.since, limit=args.limit)

@@ -7,18 +7,19 @@ appears in orders is never deleted (409): it is retired with
 
 from __future__ import annotations
 
-from flask_restful import fields
-
 from ..common import inputs
-from ..common.contract import documented, marshal_with, parses, requires
-from ..common.fields import API_PREFIX, product_fields
+from ..common.auth import current_actor
+from ..common.contract import JsonArray, documented, marshal_with, parses, requires
+from ..common.fields import API_PREFIX, product_change_fields, product_fields
+from ..common.import_answers import IMPORT_ID, IMPORT_STREAMS, spool_for
 from ..common.pagination import add_pagination_args
 from ..common.parsing import RequestParser, conditional_parser
 from ..common.representations import CSV, JSON, NDJSON
 from ..common.resource import Resource
 from ..db import get_session
-from ..services import catalog_import
+from ..services import bulk_changes, catalog_import
 from ..services import products as products_service
+from .imports import import_result_fields
 
 stock = inputs.int_range(0, 1_000_000_000)
 
@@ -54,6 +55,16 @@ put_parser.replace_argument("stock", type=stock, required=True)
 patch_parser = create_parser.partial()
 
 
+# PATCH /products: a JSON array of PATCH /products/<id> bodies, each naming its product by sku or id.
+bulk_item_parser = patch_parser.copy()
+bulk_item_parser.add_argument("id", type=inputs.positive_int, store_missing=False)
+bulk_item_parser.add_argument("version", type=inputs.positive_int, store_missing=False)
+BULK_ITEMS = JsonArray(bulk_item_parser, bulk_changes.MAX_ITEMS, one_of=("sku", "id"))
+
+bulk_parser = RequestParser(location="args")
+bulk_parser.add_argument("max_price_change", type=inputs.percent)
+
+
 def product_location(product) -> str:
     return f"{API_PREFIX}/products/{product.id}"
 
@@ -72,6 +83,20 @@ class ProductList(Resource):
     @requires("admin", "products:write")
     def post(self, args):
         return products_service.create_product(get_session(), dict(args))
+
+    @documented(summary="Change many products at once (all or nothing): a JSON array of changes by sku or id",
+                description="Each item names a product by `sku` or `id` and carries the fields to change, as "
+                            "PATCH /products/{product_id} takes them, and optionally the `version` it was made "
+                            "from (a stale one is 412 for the whole request). Answers every named product as "
+                            "it is now, in the request's order; `X-Import-Id` names its audit record.",
+                errors=(409, 412), headers=(IMPORT_ID,))
+    @marshal_with(product_fields, "data")
+    @parses(bulk_parser, json_array=BULK_ITEMS)
+    @requires("admin", "products:write")
+    def patch(self, args):
+        result = bulk_changes.bulk_update(get_session(), args.entries, max_price_change=args.max_price_change,
+                                          actor=current_actor())
+        return result.items, 200, {IMPORT_ID: str(result.import_id)}
 
 
 class Product(Resource):
@@ -108,14 +133,9 @@ class Product(Resource):
 
 import_parser = RequestParser(location="args")
 import_parser.add_argument("dry_run", type=inputs.boolean, default=False)
-
-import_result_fields = {
-    "created": fields.Integer,
-    "updated": fields.Integer,
-    "unchanged": fields.Integer,  # rows equal to the stored product: not written, same version
-    "rows": fields.Integer,
-    "dry_run": fields.Boolean,
-}
+import_parser.add_argument("plan", type=inputs.boolean, default=False)
+import_parser.add_argument("on_error", type=inputs.choice(*catalog_import.ON_ERROR), default="reject_file")
+import_parser.add_argument("max_price_change", type=inputs.percent)
 
 # One definition of the rules: the import validates each row with the same
 # input types as PUT /products/<id> (a full product).
@@ -124,17 +144,34 @@ IMPORT_RULES = {
     for argument in put_parser.args
 }
 
+IMPORT_DESCRIPTION = (
+    "A file names `sku` and the columns to set; a stored product keeps the columns the file lacks, a new "
+    "one needs every required column. An optional `version` column makes each row conditional (a row made "
+    "from another version is a row error). `on_error=reject_file` (the default) imports all or nothing; "
+    "`skip_rows` writes the valid rows and answers the rejected ones (`Accept: text/csv`: the rejected rows "
+    "as uploaded plus an `error` column). `plan=true` writes nothing and answers what would change "
+    "(`Accept: application/x-ndjson` or `text/csv`: the full diff, streamed). `max_price_change=P` refuses "
+    "the whole file (409) when any price moves more than P %. Every answer has an `import_id` "
+    "(`GET /imports/{import_id}`)."
+)
+
 
 class ProductImport(Resource):
-    media_types = (JSON,)
+    media_types = (JSON, CSV, NDJSON)  # CSV and NDJSON: the rejected rows, or a plan's whole diff
     max_body_setting = "MAX_IMPORT_BYTES"
 
-    @documented(summary="Import products from CSV (all or nothing; upsert by sku)")
-    @marshal_with(import_result_fields)
+    @documented(summary="Import products from CSV (upsert by sku): plan it, all or nothing, or skipping bad rows",
+                description=IMPORT_DESCRIPTION, errors=(409,), headers=(IMPORT_ID,))
+    @marshal_with(import_result_fields, alternates=IMPORT_STREAMS)
     @parses(import_parser, csv_upload=put_parser)
     @requires("admin", "products:write")
     def post(self, args):
-        return catalog_import.import_products(get_session(), args.upload, IMPORT_RULES, dry_run=args.dry_run)
+        options = catalog_import.ImportOptions(
+            dry_run=args.dry_run, plan=args.plan, on_error=args.on_error, max_price_change=args.max_price_change,
+            spool=spool_for(args.plan))
+        result = catalog_import.import_products(get_session(), args.upload, IMPORT_RULES, options=options,
+                                                actor=current_actor())
+        return result, 200, {IMPORT_ID: str(result.import_id)}
 
 
 class ProductExport(Resource):
@@ -146,3 +183,22 @@ class ProductExport(Resource):
     @requires("none", "products:read")
     def get(self, args):
         return products_service.export_products(link_prefix=f"{API_PREFIX}/products/", **args)
+
+
+# -- the change feed (DESIGN §9) ------------------------------------------------------
+
+changes_parser = RequestParser(location="args")
+changes_parser.add_argument("since", type=inputs.watermark, required=True)
+changes_parser.add_argument("limit", type=inputs.int_range(1, 1000), default=100)
+
+
+class ProductChanges(Resource):
+    media_types = (JSON, NDJSON, CSV)
+
+    @documented(summary="What changed in the catalogue since a watermark (follow it to keep a copy)",
+                errors=(410,))
+    @marshal_with(product_change_fields, feed=True, select_within="item")
+    @parses(changes_parser)
+    @requires("none", "products:read")
+    def get(self, args):
+        return products_service.changes(get_session(), args.since, limit=args.limit)

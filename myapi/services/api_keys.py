@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session, contains_eager
 
 from ..models import API_KEY_SCOPES, ApiKey, User, utcnow
 from .errors import Invalid, NotFound, PermissionDenied
-from .query import Page, apply_sort, paginate
+from .query import FIRST_PAGE, Page, Window, apply_sort, paginate, sort_keys
 
 SECRET_PREFIX = "myapi_"  # noqa: S105 (marks a bearer secret as a key, not a secret itself)
 SHOWN_PREFIX_LENGTH = 14  # "myapi_" and 8 characters of the secret
@@ -102,7 +102,7 @@ def _visible(caller: User) -> Select:
 
 
 def list_keys(session: Session, caller: User, *, user_id: int | None = None, revoked: bool | None = None,
-              sort=None, page: int = 1, per_page: int = 20) -> Page:
+              sort=None, window: Window = FIRST_PAGE) -> Page:
     """The caller's keys (an admin: everyone's, optionally one user's)."""
     if user_id not in (None, caller.id) and not caller.is_admin:
         raise PermissionDenied("Only an admin may list another user's keys.",
@@ -112,7 +112,8 @@ def list_keys(session: Session, caller: User, *, user_id: int | None = None, rev
         stmt = stmt.where(ApiKey.user_id == user_id)
     if revoked is not None:
         stmt = stmt.where(ApiKey.revoked_at.is_not(None) if revoked else ApiKey.revoked_at.is_(None))
-    return paginate(session, apply_sort(stmt, sort, SORT_KEYS, ApiKey.id.asc()), page, per_page)
+    return paginate(session, apply_sort(stmt, sort, SORT_KEYS, ApiKey.id.asc()), window,
+                    sort_keys(sort, SORT_KEYS, ApiKey.id))
 
 
 def visible_key(session: Session, caller: User, key_id: int) -> ApiKey:

@@ -18,7 +18,13 @@ record lock on SQLite):
 
 Both upserts update a row only when a column differs from the stored value
 (``ON CONFLICT ... DO UPDATE ... WHERE``): an unchanged row keeps its version
-and date_updated, and is counted as unchanged. Both append each batch's
+and date_updated, and is counted as unchanged. They set only the columns the
+file has (a stored product keeps the others). An import that reads before it
+writes (issue 16: plans, skip_rows, version rows, guardrails, partial files)
+also reads a batch's stored products (``current_products``, locked when it
+writes) and keeps the skus it met in an indexed temporary table
+(``seen_skus``); the default import lists its first changes with
+``changed_rows`` (on PostgreSQL compared in the database). Both append each batch's
 (sku, row number) pairs to a temporary table without an index, and one
 ``GROUP BY`` at the end finds a sku the file named in two batches (an index
 kept up to date row by row cost a sixth of the PostgreSQL import's time).
@@ -29,12 +35,15 @@ The SQL is built from ``product_columns`` (the column list) and
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterator
 
-from sqlalchemy import Select, String, case, func, text, type_coerce
+from sqlalchemy import Select, String, Table, case, func, text, type_coerce
 from sqlalchemy.dialects.postgresql.base import PGDialect
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.expression import ClauseElement, Executable
 
 from ..csvcells import DELIMITER, LINE_END, QUOTE, QUOTED_IF_CONTAINS
 from ..models import Product, utcnow
@@ -43,6 +52,20 @@ from .product_columns import KIND, WRITABLE
 
 IMPORT_LOCK_ID = 0x6D79617069  # "myapi": the advisory lock that serialises imports
 SKU_AT = WRITABLE.index("sku")  # the upsert's key, in a row of WRITABLE values
+
+
+class ExplainJSON(Executable, ClauseElement):
+    """``EXPLAIN (FORMAT JSON) <statement>`` (PostgreSQL), the statement's parameters bound as usual."""
+
+    inherit_cache = False
+
+    def __init__(self, statement: Select):
+        self.statement = statement
+
+
+@compiles(ExplainJSON, "postgresql")
+def _explain_json(element: ExplainJSON, compiler, **kw) -> str:
+    return "EXPLAIN (FORMAT JSON) " + compiler.process(element.statement, **kw)
 
 
 def backend_for(session: Session) -> Backend:
@@ -76,8 +99,18 @@ class Backend:
         """Serialise imports across processes and hosts, until the transaction ends."""
         raise NotImplementedError
 
+    def running_horizon(self, session: Session) -> int | None:
+        """The id of the oldest transaction still running, below which every one has ended
+        (services/changes.py); None where writers are serialised and every visible change is final."""
+        raise NotImplementedError
+
     def owner_lock(self, session: Session, number: int) -> OwnerLock:
         """The lock an Idempotency-Key's owner holds while it works (services/owner_locks.py)."""
+        raise NotImplementedError
+
+    def estimate_rows(self, session: Session, stmt: Select) -> int | None:
+        """The database's own estimate of how many rows ``stmt`` selects (``count=estimated``), or
+        None when it has none (the caller then counts)."""
         raise NotImplementedError
 
     def prepare_import(self, session: Session) -> None:
@@ -89,9 +122,19 @@ class Backend:
         in the form ``upsert`` and ``note_skus`` take."""
         raise NotImplementedError
 
-    def upsert(self, session: Session, batch) -> tuple[int, int, int]:
+    def upsert(self, session: Session, batch, columns: tuple[str, ...] = WRITABLE, *,
+               staged: bool = False) -> tuple[int, int, int]:
         """Insert or update (by sku) one ``import_batch``, and note its skus as ``note_skus`` does;
-        the counts (created, updated, unchanged). A row equal to the stored product is not written."""
+        the counts (created, updated, unchanged). A row equal to the stored product is not written.
+        ``columns``: the columns the file has (a stored product keeps the others; a new one gets every
+        column of the row). ``staged``: ``changed_rows`` has just been given this batch."""
+        raise NotImplementedError
+
+    def changed_rows(self, session: Session, batch, rows: list[tuple], numbers: list[int],
+                     columns: tuple[str, ...], last_row: int, limit: int) -> list[tuple[int, tuple | None, tuple]]:
+        """Before ``upsert``: the batch's rows up to row ``last_row`` that would change a product, at most
+        ``limit``, in row order, as (row number, the stored WRITABLE values or None for a new sku, the
+        row's). ``rows`` and ``numbers`` are the batch before ``import_batch`` encoded it."""
         raise NotImplementedError
 
     def note_skus(self, session: Session, batch) -> None:
@@ -104,6 +147,25 @@ class Backend:
 
     def finish_import(self, session: Session) -> None:
         """Drop what ``prepare_import`` made, once every batch is written."""
+        raise NotImplementedError
+
+    # An import that reads before it writes (plans, skip_rows, version rows, guardrails, partial files).
+
+    def current_products(self, session: Session, skus: list[str], *, lock: bool) -> dict[str, tuple]:
+        """``{sku: (id, version, *WRITABLE values)}`` of the stored products among ``skus`` (money in
+        cents; a boolean may come as 0 or 1); with ``lock``, locked until the transaction ends (in id order)."""
+        raise NotImplementedError
+
+    def prepare_seen(self, session: Session) -> None:
+        """A temporary table of the skus an import has met so far, indexed (``seen_skus``)."""
+        raise NotImplementedError
+
+    def seen_skus(self, session: Session, skus: list[str]) -> dict[str, int]:
+        """``{sku: the row that named it first}`` of the ``skus`` an earlier batch noted."""
+        raise NotImplementedError
+
+    def note_seen(self, session: Session, pairs: list[tuple[str, int]]) -> None:
+        """Note ``(sku, row number)`` pairs, none of them noted before."""
         raise NotImplementedError
 
     def export_csv(self, session: Session, stmt: Select, cells: list, columns, chunk: int) -> Iterator[bytes]:
@@ -121,14 +183,17 @@ class Backend:
 _WRITABLE = ", ".join(WRITABLE)
 
 
-def _on_conflict(distinct: str) -> str:
+def _on_conflict(distinct: str, present: tuple[str, ...] = WRITABLE) -> str:
     """The upsert's conflict clause; ``distinct`` is the dialect's null-safe "differs" operator.
 
-    The WHERE leaves a row whose every column is already the stored value
-    untouched: same version, same date_updated (a nightly sync of an
-    unchanged catalogue changes no ETag).
+    Only the ``present`` columns (those the file has) are set: a stored
+    product keeps the others. The WHERE leaves a row whose every such
+    column is already the stored value untouched: same version, same
+    date_updated (a nightly sync of an unchanged catalogue changes no ETag).
     """
-    columns = [name for name in WRITABLE if name != "sku"]
+    columns = [name for name in WRITABLE if name != "sku" and name in present]
+    if not columns:  # a file of skus alone changes nothing
+        return "ON CONFLICT (sku) DO NOTHING"
     return f"""ON CONFLICT (sku) DO UPDATE SET
     {", ".join(f"{name} = excluded.{name}" for name in columns)},
     version = products.version + 1, date_updated = excluded.date_updated
@@ -142,6 +207,17 @@ INSERT INTO products ({_WRITABLE}, version, date_created, date_updated)
 VALUES ({", ".join("?" for _ in WRITABLE)}, 1, ?, ?)
 {_on_conflict("IS NOT")}
 """  # noqa: S608
+
+
+@functools.lru_cache(maxsize=64)
+def _sqlite_upsert(present: tuple[str, ...]) -> str:
+    """SQLITE_UPSERT setting only the ``present`` columns of a stored product."""
+    return SQLITE_UPSERT if present == WRITABLE else SQLITE_UPSERT.replace(
+        _on_conflict("IS NOT"), _on_conflict("IS NOT", present))
+
+
+# The stored products among some skus, as (sku, id, version, *WRITABLE): money in cents.
+CURRENT_PRODUCTS = f"SELECT sku, id, version, {_WRITABLE} FROM products WHERE sku IN ({{marks}})"  # noqa: S608
 # Every (sku, row number) of this import so far: appended, never looked up row by row.
 SQLITE_SKUS_TABLE = "CREATE TEMP TABLE IF NOT EXISTS import_skus (sku TEXT NOT NULL, row_number INTEGER NOT NULL)"
 SQLITE_NOTE_SKUS = "INSERT INTO temp.import_skus (sku, row_number) VALUES (?, ?)"
@@ -159,6 +235,21 @@ CSV_SPECIALS = "*[" + "".join(QUOTED_IF_CONTAINS) + "]*"
 class SQLite(Backend):
     import_batch_size = 1000
     read_ahead = False  # SQLite writes in this process: a second thread would only contend for the GIL
+
+    def running_horizon(self, session: Session) -> int | None:
+        return None  # BEGIN IMMEDIATE: one writer at a time, so ids are in commit order
+
+    def estimate_rows(self, session: Session, stmt: Select) -> int | None:
+        # sqlite_stat1 (written by ANALYZE) has a table's row count, and nothing about a
+        # filter's selectivity: an estimate for an unfiltered list of a table ANALYZEd once.
+        froms = stmt.get_final_froms()
+        if stmt.whereclause is not None or len(froms) != 1 or not isinstance(froms[0], Table):
+            return None
+        if session.scalar(text("SELECT count(*) FROM sqlite_master WHERE name = 'sqlite_stat1'")) == 0:
+            return None
+        # stat is "<rows> <rows per key>..." (one line per index, or per table without one).
+        return session.scalar(text("SELECT max(CAST(stat AS INTEGER)) FROM sqlite_stat1 WHERE tbl = :table"),
+                              {"table": froms[0].name})
 
     def for_update(self, stmt: Select, *, of=None) -> Select:
         return stmt  # the request's BEGIN IMMEDIATE already serialises writers
@@ -196,7 +287,23 @@ class SQLite(Backend):
     def repeated_skus(self, session: Session) -> list[tuple[str, int]]:
         return [tuple(found) for found in session.execute(text(REPEATED_SKUS.format(table="temp.import_skus")))]
 
-    def upsert(self, session: Session, batch: tuple[list[int], list[tuple]]) -> tuple[int, int, int]:
+    def changed_rows(self, session: Session, batch, rows: list[tuple], numbers: list[int],
+                     columns: tuple[str, ...], last_row: int, limit: int) -> list[tuple[int, tuple | None, tuple]]:
+        looked = [(number, row) for number, row in zip(numbers, rows, strict=True) if number <= last_row]
+        current = self.current_products(session, [row[SKU_AT] for _, row in looked], lock=False)
+        compared = [index for index, name in enumerate(WRITABLE) if name in columns]
+        changed = []
+        for number, row in looked:
+            stored = current.get(row[SKU_AT])
+            values = None if stored is None else stored[2:]
+            if values is None or any(values[index] != row[index] for index in compared):
+                changed.append((number, values, row))
+                if len(changed) >= limit:
+                    break
+        return changed
+
+    def upsert(self, session: Session, batch: tuple[list[int], list[tuple]],
+               columns: tuple[str, ...] = WRITABLE, *, staged: bool = False) -> tuple[int, int, int]:
         self.note_skus(session, batch)
         _, rows = batch
         # The column's own bind processor: the timestamp is stored as SQLAlchemy stores it.
@@ -207,7 +314,7 @@ class SQLite(Backend):
             # A new row's id (the rowid) is above every id before it, and the transaction's
             # write lock keeps other writers out: the ids above this one are the created rows.
             last_id = cursor.execute("SELECT coalesce(max(id), 0) FROM products").fetchone()[0]
-            cursor.executemany(SQLITE_UPSERT, [(*row, now, now) for row in rows])
+            cursor.executemany(_sqlite_upsert(columns), [(*row, now, now) for row in rows])
             written = cursor.rowcount  # inserted + updated: an unchanged row is no change
             created = cursor.execute("SELECT count(*) FROM products WHERE id > ?", (last_id,)).fetchone()[0]
         finally:
@@ -216,6 +323,44 @@ class SQLite(Backend):
 
     def finish_import(self, session: Session) -> None:
         session.execute(text("DROP TABLE IF EXISTS temp.import_skus"))
+
+    def current_products(self, session: Session, skus: list[str], *, lock: bool) -> dict[str, tuple]:
+        found: dict[str, tuple] = {}
+        cursor = session.connection().connection.driver_connection.cursor()
+        try:
+            for start in range(0, len(skus), 500):  # well under SQLite's bound-parameter limit
+                part = skus[start:start + 500]
+                cursor.execute(CURRENT_PRODUCTS.format(marks=", ".join("?" * len(part))), part)
+                # is_available comes back as 0 or 1, which compares equal to False or True.
+                found.update({row[0]: row[1:] for row in cursor.fetchall()})
+        finally:
+            cursor.close()
+        return found  # the request's BEGIN IMMEDIATE keeps every other writer out: no lock needed
+
+    def prepare_seen(self, session: Session) -> None:
+        session.execute(text("CREATE TEMP TABLE IF NOT EXISTS import_seen "
+                             "(sku TEXT PRIMARY KEY, row_number INTEGER NOT NULL)"))
+        session.execute(text("DELETE FROM temp.import_seen"))
+
+    def seen_skus(self, session: Session, skus: list[str]) -> dict[str, int]:
+        seen: dict[str, int] = {}
+        cursor = session.connection().connection.driver_connection.cursor()
+        try:
+            for start in range(0, len(skus), 500):
+                part = skus[start:start + 500]
+                cursor.execute(f"SELECT sku, row_number FROM temp.import_seen WHERE sku IN "  # noqa: S608
+                               f"({', '.join('?' * len(part))})", part)
+                seen.update(cursor.fetchall())
+        finally:
+            cursor.close()
+        return seen
+
+    def note_seen(self, session: Session, pairs: list[tuple[str, int]]) -> None:
+        cursor = session.connection().connection.driver_connection.cursor()
+        try:
+            cursor.executemany("INSERT INTO temp.import_seen (sku, row_number) VALUES (?, ?)", pairs)
+        finally:
+            cursor.close()
 
     def export_csv(self, session: Session, stmt: Select, cells: list, columns, chunk: int) -> Iterator[bytes]:
         # The query returns whole CSV lines, quoted as the csv module would.
@@ -310,6 +455,25 @@ upserted AS (
 SELECT count(*) FILTER (WHERE created), count(*) FROM upserted
 """  # noqa: S608
 
+
+@functools.lru_cache(maxsize=64)
+def _changed_rows_query(present: tuple[str, ...]) -> str:
+    """The staged rows that would change a product (new skus included), first rows first."""
+    differs = " OR ".join(f"p.{name} IS DISTINCT FROM b.{name}" for name in present if name != "sku") or "false"
+    return f"""
+SELECT b.row_number, p.id, {", ".join(f"p.{name}" for name in WRITABLE)}, {", ".join(f"b.{name}" for name in WRITABLE)}
+FROM import_batch b LEFT JOIN products p ON p.sku = b.sku
+WHERE b.row_number <= :last AND (p.id IS NULL OR {differs})
+ORDER BY b.row_number LIMIT :limit
+"""  # noqa: S608
+
+
+@functools.lru_cache(maxsize=64)
+def _staged_upsert(present: tuple[str, ...]) -> str:
+    """STAGED_UPSERT setting only the ``present`` columns of a stored product."""
+    return STAGED_UPSERT if present == WRITABLE else STAGED_UPSERT.replace(
+        _on_conflict("IS DISTINCT FROM"), _on_conflict("IS DISTINCT FROM", present))
+
 _COPY_SPECIAL = re.compile(r"[\\\t\n\r]")
 _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 
@@ -338,6 +502,14 @@ _COPY_COLUMNS = [_copy_column(KIND[name]) for name in WRITABLE]
 class PostgreSQL(Backend):
     import_batch_size = 5_000  # COPY + one INSERT ... SELECT per batch: bigger batches, fewer statements
     read_ahead = True  # validating the next batch (Python) overlaps the database writing this one
+
+    def running_horizon(self, session: Session) -> int | None:
+        return session.scalar(text("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint"))
+
+    def estimate_rows(self, session: Session, stmt: Select) -> int | None:
+        # The planner's row estimate for the list's query (EXPLAIN plans, it does not run it).
+        plan = session.scalar(ExplainJSON(stmt))
+        return max(int(plan[0]["Plan"]["Plan Rows"]), 0)
 
     def for_update(self, stmt: Select, *, of=None) -> Select:
         return stmt.with_for_update(of=of)
@@ -371,10 +543,22 @@ class PostgreSQL(Backend):
         with cursor, cursor.copy(f"COPY import_batch (row_number, {_WRITABLE}) FROM STDIN") as copy:
             copy.write(payload)
 
-    def upsert(self, session: Session, batch: tuple[bytes, int]) -> tuple[int, int, int]:
+    def changed_rows(self, session: Session, batch, rows: list[tuple], numbers: list[int],
+                     columns: tuple[str, ...], last_row: int, limit: int) -> list[tuple[int, tuple | None, tuple]]:
+        # Compared in the database: only the changing rows come back (one small answer, which matters
+        # here: the validating thread holds the GIL whenever this one waits for the network).
+        self._stage(session, batch[0])
+        found = session.execute(text(_changed_rows_query(columns)), {"last": last_row, "limit": limit}).all()
+        width = len(WRITABLE)
+        return [(row[0], None if row[1] is None else tuple(row[2:2 + width]), tuple(row[2 + width:]))
+                for row in found]
+
+    def upsert(self, session: Session, batch: tuple[bytes, int],
+               columns: tuple[str, ...] = WRITABLE, *, staged: bool = False) -> tuple[int, int, int]:
         payload, count = batch
-        self._stage(session, payload)
-        created, written = session.execute(text(STAGED_UPSERT), {"now": utcnow()}).one()
+        if not staged:
+            self._stage(session, payload)
+        created, written = session.execute(text(_staged_upsert(columns)), {"now": utcnow()}).one()
         return created, written - created, count - written
 
     def note_skus(self, session: Session, batch: tuple[bytes, int]) -> None:
@@ -386,6 +570,29 @@ class PostgreSQL(Backend):
 
     def finish_import(self, session: Session) -> None:
         pass  # the temporary tables go at commit (ON COMMIT DROP)
+
+    def current_products(self, session: Session, skus: list[str], *, lock: bool) -> dict[str, tuple]:
+        sql = f"SELECT sku, id, version, {_WRITABLE} FROM products WHERE sku = ANY(%s)"  # noqa: S608
+        if lock:  # in id order, as orders lock their products
+            sql += " ORDER BY id FOR UPDATE"
+        with session.connection().connection.driver_connection.cursor() as cursor:
+            cursor.execute(sql, (skus,))
+            return {row[0]: tuple(row[1:]) for row in cursor.fetchall()}
+
+    def prepare_seen(self, session: Session) -> None:
+        session.execute(text("CREATE TEMP TABLE IF NOT EXISTS import_seen "
+                             "(sku text PRIMARY KEY, row_number integer NOT NULL) ON COMMIT DROP"))
+
+    def seen_skus(self, session: Session, skus: list[str]) -> dict[str, int]:
+        with session.connection().connection.driver_connection.cursor() as cursor:
+            cursor.execute("SELECT sku, row_number FROM import_seen WHERE sku = ANY(%s)", (skus,))
+            return dict(cursor.fetchall())
+
+    def note_seen(self, session: Session, pairs: list[tuple[str, int]]) -> None:
+        cursor = session.connection().connection.driver_connection.cursor()
+        with cursor, cursor.copy("COPY import_seen (sku, row_number) FROM STDIN") as copy:
+            for pair in pairs:
+                copy.write_row(pair)
 
     def export_csv(self, session: Session, stmt: Select, cells: list, columns, chunk: int) -> Iterator[bytes]:
         yield (DELIMITER.join(columns) + "\n").encode()  # as COPY ends its lines

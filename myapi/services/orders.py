@@ -22,9 +22,11 @@ from sqlalchemy import Select, select
 from sqlalchemy.orm import Session, selectinload
 
 from ..models import CENT, Order, OrderItem, Product, User
+from . import changes as changes_service
 from .backends import backend_for
+from .changes import FeedPage, Watermark
 from .errors import Conflict, InsufficientStock, Invalid, NotFound, PermissionDenied
-from .query import Export, IfMatch, Page, apply_sort, check_version, count_rows, paginate
+from .query import FIRST_PAGE, Export, IfMatch, Page, Window, apply_sort, check_version, count_rows, paginate, sort_keys
 
 SORT_KEYS = {
     "id": Order.id,
@@ -138,15 +140,22 @@ def filtered(user: User, *, status: str | None = None, user_id: int | None = Non
     return _with_items(apply_sort(stmt, sort, SORT_KEYS, Order.id.asc()))
 
 
-def list_orders(session: Session, user: User, *, page: int = 1, per_page: int = 20, **filters) -> Page:
-    return paginate(session, filtered(user, **filters), page, per_page)
+def list_orders(session: Session, user: User, *, window: Window = FIRST_PAGE, **filters) -> Page:
+    """A page of the orders ``user`` may see that match (a walk is continued by the orders' change feed)."""
+    return paginate(session, filtered(user, **filters), window, sort_keys(filters.get("sort"), SORT_KEYS, Order.id),
+                    feed="order")
 
 
 def export_orders(user: User, **filters) -> Export:
     """Every order ``user`` may see that matches, 500 at a time (their items in one IN query per chunk)."""
     stmt = filtered(user, **filters).execution_options(yield_per=500)
     return Export(name=f"orders-{dt.date.today().isoformat()}", rows=lambda session: session.scalars(stmt),
-                  count=lambda session: count_rows(session, stmt))
+                  count=lambda session: count_rows(session, stmt), feed="order")
+
+
+def changes(session: Session, user: User, since: Watermark, *, limit: int = 100) -> FeedPage:
+    """The orders' change feed after ``since``: a customer's own orders, every order for an admin."""
+    return changes_service.feed(session, "order", since, limit=limit, owner_id=None if user.is_admin else user.id)
 
 
 def change_status(session: Session, user: User, order_id: int, target: str, *,

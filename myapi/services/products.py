@@ -11,8 +11,22 @@ from sqlalchemy.orm import Session
 
 from ..models import OrderItem, Product
 from . import catalog_export
+from . import changes as changes_service
+from .changes import FeedPage, Watermark
 from .errors import Conflict, NotFound
-from .query import Export, IfMatch, Page, apply_sort, check_version, count_rows, like_pattern, paginate
+from .query import (
+    FIRST_PAGE,
+    Export,
+    IfMatch,
+    Page,
+    Window,
+    apply_sort,
+    check_version,
+    count_rows,
+    like_pattern,
+    paginate,
+    sort_keys,
+)
 
 SORT_KEYS = {
     "id": Product.id,
@@ -57,8 +71,10 @@ def filtered_sorted(*, sort=None, **filters) -> Select:
     return apply_sort(filtered(select(Product), **filters), sort, SORT_KEYS, Product.id.asc())
 
 
-def list_products(session: Session, *, page: int = 1, per_page: int = 20, **filters) -> Page:
-    return paginate(session, filtered_sorted(**filters), page, per_page)
+def list_products(session: Session, *, window: Window = FIRST_PAGE, sort=None, **filters) -> Page:
+    """A page of the matching products (a walk of them is continued by the products' change feed)."""
+    return paginate(session, filtered_sorted(sort=sort, **filters), window, sort_keys(sort, SORT_KEYS, Product.id),
+                    feed="product")
 
 
 def export_products(*, link_prefix: str, **filters) -> Export:
@@ -72,7 +88,13 @@ def export_products(*, link_prefix: str, **filters) -> Export:
         rows=lambda session: catalog_export.export_rows(session, stmt),
         csv=lambda session, columns: catalog_export.export_csv(session, stmt, link_prefix, columns),
         count=lambda session: count_rows(session, stmt),
+        feed="product",
     )
+
+
+def changes(session: Session, since: Watermark, *, limit: int = 100) -> FeedPage:
+    """The catalogue's change feed after ``since`` (services/changes.py)."""
+    return changes_service.feed(session, "product", since, limit=limit)
 
 
 def get_product(session: Session, product_id: int) -> Product:

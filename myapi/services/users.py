@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from ..models import Token, User, utcnow
 from . import api_keys
 from .errors import Conflict, NotFound, PermissionDenied
-from .query import IfMatch, Page, apply_sort, check_version, like_pattern, paginate
+from .query import FIRST_PAGE, IfMatch, Page, Window, apply_sort, check_version, like_pattern, paginate, sort_keys
 
 #: Fields only an admin may change (a customer who tries gets 403).
 ADMIN_ONLY_FIELDS = ("role", "is_active")
@@ -100,7 +100,7 @@ def find_by_username(session: Session, username: str) -> User | None:
 
 
 def list_users(session: Session, *, q: str | None = None, role: str | None = None,
-               is_active: bool | None = None, sort=None, page: int = 1, per_page: int = 20) -> Page:
+               is_active: bool | None = None, sort=None, window: Window = FIRST_PAGE) -> Page:
     stmt: Select = select(User)
     if q:
         pattern = like_pattern(q)
@@ -110,7 +110,7 @@ def list_users(session: Session, *, q: str | None = None, role: str | None = Non
     if is_active is not None:
         stmt = stmt.where(User.is_active.is_(is_active))
     stmt = apply_sort(stmt, sort, SORT_KEYS, User.id.asc())
-    return paginate(session, stmt, page, per_page)
+    return paginate(session, stmt, window, sort_keys(sort, SORT_KEYS, User.id))
 
 
 def change_user(session: Session, caller: User, user_id: int, changes: dict, *,

@@ -78,6 +78,8 @@ class Operation:
             return "page"
         if output.export:
             return "stream"
+        if output.feed:
+            return "feed"
         return output.envelope
 
     @property
@@ -181,7 +183,8 @@ def parameters_of(op: Operation) -> list[dict]:
         if fmt is not None:
             parameters.append(fmt)
     if op.output is not None and "fields" not in declared:
-        parameters.append(fields_parameter(op.output.fields))
+        within = op.output.select_within
+        parameters.append(fields_parameter(op.output.fields[within].nested if within else op.output.fields))
     parameters += [_argument_parameter(a, "header") for a in parser_arguments(op.contract.parsers, "headers")]
     if op.etag and op.method == "get":
         parameters.append({"$ref": "#/components/parameters/IfNoneMatch"})
@@ -257,9 +260,24 @@ def csv_upload_body(columns_parser) -> dict:
     }
 
 
+def json_array_body(spec, names: SchemaNames) -> dict:
+    """A JSON array of objects, each the item parser's body (and naming exactly one of ``spec.one_of``)."""
+    item = body_schema(spec.item_parser.args, getattr(spec.item_parser, "strict", False))
+    if spec.one_of:
+        item["oneOf"] = [{"required": [name]} for name in spec.one_of]
+        item["description"] = f"Names its target by exactly one of {' or '.join(spec.one_of)}."
+    name = names.name_of(spec.item_parser)
+    if name is not None:
+        item = names.add(name, item)
+    schema = {"type": "array", "minItems": 1, "maxItems": spec.max_items, "items": item}
+    return {"required": True, "content": {JSON: {"schema": schema}}}
+
+
 def request_body(contract: Contract, names: SchemaNames) -> dict | None:
     if contract.csv_upload is not None:
         return csv_upload_body(contract.csv_upload)
+    if contract.json_array is not None:
+        return json_array_body(contract.json_array, names)
     arguments = parser_arguments(contract.parsers, "body")
     files = parser_arguments(contract.parsers, "files")
     if not arguments and not files:
@@ -291,6 +309,11 @@ def json_schema_of(op: Operation, names: SchemaNames) -> dict:
         }
     if collection == "stream":
         return {"type": "array", "items": item}
+    if collection == "feed":
+        return {"type": "object", "required": ["data", "next_since"],
+                "properties": {"data": {"type": "array", "items": item},
+                               "next_since": {"type": "string", "description": "Where to ask from next."}},
+                "additionalProperties": False}
     if collection is not None:  # a list in an envelope (reports)
         return {"type": "object", "required": [collection],
                 "properties": {collection: {"type": "array", "items": item}}, "additionalProperties": False}
@@ -307,6 +330,9 @@ def success_content(op: Operation, names: SchemaNames) -> dict:
         elif media_type in (CSV, NDJSON):
             # Text, not JSON: validators have nothing to parse (the columns are in the description).
             content[media_type] = {"schema": {"type": "string"}}
+            alternate = (op.output.alternates or {}).get(media_type) if op.output is not None else None
+            if alternate is not None:
+                content[media_type]["schema"]["description"] = alternate.description
         else:
             content[media_type] = {}
     return content
@@ -315,7 +341,9 @@ def success_content(op: Operation, names: SchemaNames) -> dict:
 def success_description(op: Operation) -> str:
     parts = [HTTP_STATUS_CODES.get(op.contract.status, "Success") + "."]
     output = op.output
-    if output is not None and CSV in op.media_types:
+    if output is not None and output.alternates:
+        parts += [alternate.description for alternate in output.alternates.values()]
+    elif output is not None and CSV in op.media_types:
         rows = "one row per order line" if any(
             isinstance(field_instance(f), rfields.List) for f in output.fields.values()) else "one row per item"
         parts.append(f"CSV ({rows}) columns: {', '.join(field_names(output.fields))}.")
@@ -333,13 +361,16 @@ def success_headers(op: Operation) -> dict:
     if op.output is not None and op.output.location is not None:
         names.append("Location")
     if op.collection == "page":
-        names += ["X-Total-Count", "Link"]
+        names += ["X-Total-Count", "Link", "X-Changes-Since"]
     if op.collection == "stream":
-        names += ["Content-Disposition", "X-Total-Count"]
+        names += ["Content-Disposition", "X-Total-Count", "X-Changes-Since"]  # every export has a feed
+    if op.collection == "feed":
+        names.append("X-Next-Since")
     if op.minimal:
         names.append("Preference-Applied")
     if op.idempotent:
         names.append("Idempotent-Replayed")
+    names += op.contract.headers
     return {name: {"$ref": f"#/components/headers/{name}"} for name in names}
 
 
@@ -375,7 +406,8 @@ def responses_of(app: Flask, op: Operation, names: SchemaNames, has_body: bool) 
     responses: dict[str, Any] = {str(status): success}
     if op.minimal and status == 200:
         responses["204"] = {"description": "No Content: the change was made (Prefer: return=minimal).",
-                            "headers": {name: headers[name] for name in ("ETag", "Preference-Applied")
+                            "headers": {name: headers[name] for name in ("ETag", "Preference-Applied",
+                                                                         *op.contract.headers)
                                         if name in headers}}
     if op.etag and op.method == "get":
         responses["304"] = {"description": "Not Modified: If-None-Match names the current ETag.",
@@ -469,8 +501,10 @@ class Builder:
 
 
 DESCRIPTION = (
-    "Every error is application/problem+json. Lists take page, per_page and sort and answer "
-    "{data, pagination} with X-Total-Count and Link headers. Every resource answers JSON or "
+    "Every error is application/problem+json. Lists take page or cursor, per_page, sort and "
+    "count=exact|estimated|none, and answer {data, pagination} with X-Total-Count and Link headers; "
+    "follow pagination.next_cursor (or Link rel=next) to walk a list that changes meanwhile, each "
+    "unchanged row exactly once. Every resource answers JSON or "
     "CSV (Accept, or ?format=); exports also NDJSON. `fields=` selects output fields everywhere; "
     "`Prefer: return=minimal` makes a write answer without a body. Items carry an ETag "
     "(If-None-Match on reads, If-Match on writes). Send Idempotency-Key on a POST to make a retry "

@@ -41,16 +41,48 @@ PROBLEM_SCHEMA = {
     "additionalProperties": True,
 }
 
+_PAGE_NUMBER = {"type": "integer", "minimum": 1, "description": "By page only: this page's number."}
+_PER_PAGE = {"type": "integer", "minimum": 1, "maximum": 100}
+_TOTAL_ITEMS = {"type": "integer", "minimum": 0,
+                "description": "Every matching row (not with count=none); with count=estimated, the database's "
+                               "estimate when total_is_estimate is true."}
+_TOTAL_PAGES = {"type": "integer", "minimum": 0, "description": "By page only, when counted."}
+_TOTAL_IS_ESTIMATE = {"type": "boolean",
+                      "description": "Only with count=estimated: whether total_items is an estimate (false: the "
+                                     "database had none, so the rows were counted)."}
+_NEXT_CURSOR = {"anyOf": [{"type": "string", "pattern": inputs.cursor.schema["pattern"]}, {"type": "null"}],
+                "description": "Send it as `cursor` (with the same filters and sort) for the rows after this page; "
+                               "null when none follows."}
+
+
+def _pagination_shape(title: str, members: dict, required: list[str]) -> dict:
+    return {"title": title, "type": "object", "required": required, "properties": members,
+            "additionalProperties": False}
+
+
+# Exactly one shape per mode (by page or by cursor) and count (counted or count=none): the
+# fuzzing gate validates every answer against it (common/pagination.py chooses the members).
 PAGINATION_SCHEMA = {
-    "type": "object",
-    "required": ["page", "per_page", "total_items", "total_pages"],
-    "properties": {
-        "page": {"type": "integer", "minimum": 1},
-        "per_page": {"type": "integer", "minimum": 1, "maximum": 100},
-        "total_items": {"type": "integer", "minimum": 0},
-        "total_pages": {"type": "integer", "minimum": 0},
-    },
-    "additionalProperties": False,
+    "description": "Where this page is. By page: page, per_page, total_items and total_pages (not with "
+                   "count=none), total_is_estimate (only with count=estimated), next_cursor. By cursor: the "
+                   "same without page and total_pages.",
+    "oneOf": [
+        _pagination_shape("by page, counted",
+                          {"page": _PAGE_NUMBER, "per_page": _PER_PAGE, "total_items": _TOTAL_ITEMS,
+                           "total_pages": _TOTAL_PAGES, "total_is_estimate": _TOTAL_IS_ESTIMATE,
+                           "next_cursor": _NEXT_CURSOR},
+                          ["page", "per_page", "total_items", "total_pages", "next_cursor"]),
+        _pagination_shape("by page, count=none",
+                          {"page": _PAGE_NUMBER, "per_page": _PER_PAGE, "next_cursor": _NEXT_CURSOR},
+                          ["page", "per_page", "next_cursor"]),
+        _pagination_shape("by cursor, counted",
+                          {"per_page": _PER_PAGE, "total_items": _TOTAL_ITEMS,
+                           "total_is_estimate": _TOTAL_IS_ESTIMATE, "next_cursor": _NEXT_CURSOR},
+                          ["per_page", "total_items", "next_cursor"]),
+        _pagination_shape("by cursor, count=none",
+                          {"per_page": _PER_PAGE, "next_cursor": _NEXT_CURSOR},
+                          ["per_page", "next_cursor"]),
+    ],
 }
 
 HEADERS = {
@@ -61,10 +93,12 @@ HEADERS = {
     },
     "Location": {"description": "The path of the created resource.",
                  "schema": {"type": "string", "format": "uri-reference"}},
-    "Link": {"description": "RFC 8288 links to the first, prev, next and last pages.",
+    "Link": {"description": "RFC 8288 links. By page: first, prev and last by number (last only when counted), "
+                            "next by cursor (the rows after this page). By cursor: first (a new walk) and next.",
              "schema": {"type": "string"}},
-    "X-Total-Count": {"description": "The number of items on all pages (of an export: in the whole download, "
-                                      "counted as it starts).",
+    "X-Total-Count": {"description": "The number of items on all pages (with count=estimated, maybe an "
+                                      "estimate; not with count=none), or of an export: in the whole download, "
+                                      "counted as it starts.",
                       "schema": {"type": "integer", "minimum": 0}},
     "Content-Disposition": {"description": 'attachment; filename="<name>-<date>.<json|ndjson|csv>"',
                             "schema": {"type": "string"}},
@@ -74,6 +108,17 @@ HEADERS = {
     "Preference-Applied": {"description": "return=minimal when the answer honours Prefer: return=minimal "
                                           "(no body).",
                            "schema": {"type": "string", "enum": ["return=minimal"]}},
+    "X-Changes-Since": {"description": "The change-feed watermark of this export: GET the feed with "
+                                       "since=<it> to follow every change the file lacks. Also on the last "
+                                       "page of a walk of products or orders (next_cursor null, reached by "
+                                       "cursor or the first page itself): the watermark taken when the walk "
+                                       "started.",
+                        "schema": {"type": "string"}},
+    "X-Next-Since": {"description": "The watermark to ask the feed from next (also next_since).",
+                     "schema": {"type": "string"}},
+    "X-Import-Id": {"description": "The id of this bulk change's audit record: GET /imports/<it> shows who, "
+                                   "when, the options, the counts and the changes.",
+                    "schema": {"type": "integer", "minimum": 1}},
     "WWW-Authenticate": {"description": "The scheme to authenticate with.", "schema": {"type": "string"}},
     "Retry-After": {"description": "Seconds to wait before retrying.", "schema": {"type": "integer"}},
     "Accept-Post": {"description": "The media types this operation accepts.", "schema": {"type": "string"}},
@@ -118,6 +163,8 @@ ERROR_RESPONSES = {
     412: ("PreconditionFailed", "If-Match does not match the item's current ETag."),
     413: ("ContentTooLarge", "The body is larger than the limit."),
     415: ("UnsupportedMediaType", "The body's Content-Type is not one this operation accepts."),
+    410: ("Gone", "The changes after this watermark were pruned: export again and follow the feed from the "
+                  "export's X-Changes-Since."),
     422: ("UnprocessableContent", "The Idempotency-Key was used before with another request."),
     429: ("TooManyRequests", "Rate limit reached: retry after Retry-After seconds."),
     503: ("ServiceUnavailable", "The database is not answering: retry after Retry-After seconds."),
