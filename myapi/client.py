@@ -270,7 +270,10 @@ class SyncResult:
 
 def _write_atomically(path: Path, text: str) -> None:
     partial = path.with_name(path.name + ".part")
-    partial.write_text(text, encoding="utf-8", newline="")
+    with partial.open("w", encoding="utf-8", newline="") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())  # on disk before the rename: a crash leaves the old file or the new one
     os.replace(partial, path)
 
 
@@ -837,11 +840,18 @@ class Client:
         return self._json("GET", f"/{entity}/changes", params={"since": since, "limit": limit, **params})
 
     def iter_changes(self, entity: str, since: str, *, limit: int = 1000) -> Iterator[dict]:
-        """Every change after ``since`` until the feed is drained; each entry's ``seq`` resumes after it."""
+        """Every change after ``since`` up to the end of the feed; each entry's ``seq`` resumes after it."""
+        for page in self.iter_change_pages(entity, since, limit=limit):
+            yield from page["data"]
+
+    def iter_change_pages(self, entity: str, since: str, *, limit: int = 1000) -> Iterator[dict]:
+        """The feed's pages after ``since``, up to the first short page (the end of the feed as it was
+        then: the walk ends even while writes go on). Resume from the last page's ``next_since``, which
+        can be ahead of its last entry (a quiet feed's watermark moves on: DESIGN §9)."""
         while True:
             page = self.changes(entity, since, limit=limit)
-            yield from page["data"]
-            if not page["data"]:
+            yield page
+            if len(page["data"]) < limit:
                 return
             since = page["next_since"]
 
@@ -894,17 +904,18 @@ class Client:
         before, touched = set(rows), set()
         bar = _progress_bar(progress, None, "sync", "changes")
         try:
-            for entry in self.iter_changes(entity, since):
-                key = str(entry["id"])
-                touched.add(key)
-                if entry["op"] == "delete":
-                    rows.pop(key, None)
-                else:
-                    rows[key] = [{column: csv_cell(row.get(column)) for column in columns}
-                                 for row in flatten(entry["item"])]
-                result.since = entry["seq"]
-                if bar is not None:
-                    bar.update(1)
+            for page in self.iter_change_pages(entity, since):
+                for entry in page["data"]:
+                    key = str(entry["id"])
+                    touched.add(key)
+                    if entry["op"] == "delete":
+                        rows.pop(key, None)
+                    else:
+                        rows[key] = [{column: csv_cell(row.get(column)) for column in columns}
+                                     for row in flatten(entry["item"])]
+                    if bar is not None:
+                        bar.update(1)
+                result.since = page["next_since"]
         finally:
             if bar is not None:
                 bar.close()
@@ -968,6 +979,9 @@ class Client:
                     written += len(chunk)
                     if bar is not None:
                         bar.update(len(chunk) if rows is None else rows(chunk))
+                if owned:
+                    out.flush()
+                    os.fsync(out.fileno())
             finally:
                 if owned:
                     out.close()

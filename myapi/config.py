@@ -24,6 +24,14 @@ def _int(value: str) -> int:
     return int(value.strip())
 
 
+def _days(value: str) -> int:
+    """A retention in whole days, at least 1: a follower needs time to read what it is owed."""
+    days = _int(value)
+    if days < 1:
+        raise ValueError(f"a retention is at least 1 day: {value!r}")
+    return days
+
+
 def _str(value: str) -> str:
     return value
 
@@ -52,9 +60,9 @@ SETTINGS: dict[str, tuple] = {
     "MAX_IMPORT_BYTES": (_int, 256 * 1024 * 1024),
     # Days the change feeds keep their rows at least (`myapi db prune` deletes older ones;
     # a follower further behind gets 410 and exports again).
-    "CHANGES_RETENTION": (_int, 30),
+    "CHANGES_RETENTION": (_days, 30),
     # Days the audit records of imports and PATCH /products are kept (`myapi db prune` deletes older ones).
-    "IMPORTS_RETENTION": (_int, 365),
+    "IMPORTS_RETENTION": (_days, 365),
     # argon2 cost. The defaults follow the OWASP minimum (19 MiB, 2 passes);
     # the test suite lowers them so hundreds of sign-ups stay fast.
     "ARGON2_MEMORY_COST": (_int, 19 * 1024),

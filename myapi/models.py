@@ -191,6 +191,8 @@ class Change(Base):
     entity: Mapped[str] = mapped_column(String(16))  # "product" | "order"
     entity_id: Mapped[int] = mapped_column(Integer)
     op: Mapped[str] = mapped_column(String(8))  # "upsert" | "delete"
+    # What happened, for events (DESIGN §11): "created" | "updated" | "status_changed" | "deleted" | "completed"
+    kind: Mapped[str] = mapped_column(String(16))
     version: Mapped[int] = mapped_column(Integer)
     owner_id: Mapped[int | None] = mapped_column(Integer)  # an order's customer
     txid: Mapped[int] = mapped_column(BigInteger, default=0)
@@ -199,6 +201,7 @@ class Change(Base):
     __table_args__ = (
         Index("ix_changes_entity_txid_id", "entity", "txid", "id"),
         Index("ix_changes_owner_id_entity_txid_id", "owner_id", "entity", "txid", "id"),
+        {"sqlite_autoincrement": True},  # ids never reused, even after a prune empties the table
     )
 
 

@@ -190,7 +190,7 @@ def limited(records: Iterable[Mapping], limit: int | None) -> Iterable[Mapping]:
 
 
 def show_progress(progress: bool | None) -> bool:
-    return sys.stdout.isatty() if progress is None else progress
+    return sys.stderr.isatty() if progress is None else progress  # tqdm draws on stderr
 
 
 def report_error(error: ApiError) -> None:

@@ -6,13 +6,15 @@ import csv
 import datetime as dt
 import io
 import json
+import os
 import time
+from decimal import Decimal
 
 import pytest
 from sqlalchemy import func, select
 
 from myapi.db import get_db
-from myapi.models import Change, ChangeHorizon
+from myapi.models import Change, ChangeHorizon, Product
 from myapi.services import changes as changes_service
 
 API = "/api/v1"
@@ -59,7 +61,10 @@ def test_creates_updates_and_deletes_come_in_order_with_the_item_as_it_is(client
         (first["id"], "upsert"), (second["id"], "delete"), (first["id"], "upsert"), (second["id"], "delete")]
     assert body["data"][0]["item"]["stock"] == 3 and body["data"][0]["version"] == 2  # as it is now
     assert body["data"][1]["item"] is None
-    assert body["next_since"] == body["data"][-1]["seq"] == response.headers["X-Next-Since"]
+    assert body["next_since"] == response.headers["X-Next-Since"]
+    # A short page is the end of the feed as read: next_since is its last entry's or beyond it.
+    parse = changes_service.Watermark.parse
+    assert parse(body["next_since"]) >= parse(body["data"][-1]["seq"])
     seqs = [entry["seq"] for entry in body["data"]]
     assert len(set(seqs)) == 4
     assert product_feed(client, body["next_since"]).get_json()["data"] == []  # nothing twice
@@ -121,6 +126,74 @@ def test_a_pruned_since_is_410_and_a_fresh_export_starts_again(client, admin, ap
     export = client.get(f"{API}/products/export")
     assert [p["sku"] for p in export.get_json()] == ["TEA-1", "TEA-2"]
     assert product_feed(client, export.headers["X-Changes-Since"]).get_json()["data"] == []
+
+
+def prune_all(app) -> int:
+    settle(app)
+    with app.app_context():
+        from myapi.db import get_session
+
+        session = get_session()
+        pruned = changes_service.prune(session, dt.timedelta(seconds=-1))
+        session.commit()
+    return pruned
+
+
+def test_writes_after_a_prune_are_in_the_feed(client, admin, app):
+    """Change ids are never reused (SQLite AUTOINCREMENT): a prune that empties the table loses nothing."""
+    new_product(client, admin, "TEA-1")
+    new_product(client, admin, "TEA-2")
+    since = client.get(f"{API}/products/export").headers["X-Changes-Since"]
+    assert prune_all(app) == 2
+    new_product(client, admin, "TEA-3")
+    entries = product_feed(client, since).get_json()["data"]
+    assert [e["item"]["sku"] for e in entries] == ["TEA-3"]
+
+
+def test_a_quiet_feed_moves_its_watermark_past_other_changes(client, admin, app, make_account):
+    """A customer whose orders are few is not sent back to export by a prune of everybody else's changes."""
+    product = new_product(client, admin, "TEA-1", stock=100)
+    alice, bob = make_account(), make_account()
+    order = {"items": [{"product_id": product["id"], "quantity": 1}], "shipping_address": "1 High St"}
+    mine = client.post(f"{API}/orders", headers=alice.headers, json=order).get_json()
+
+    def alices_feed(since):
+        settle(app)
+        response = client.get(f"{API}/orders/changes", query_string={"since": since}, headers=alice.headers)
+        assert response.status_code == 200, response.get_json()
+        return response.get_json()
+
+    first = alices_feed("0")
+    assert [e["id"] for e in first["data"]] == [mine["id"]]
+    for _ in range(3):
+        client.post(f"{API}/orders", headers=bob.headers, json=order)
+    quiet = alices_feed(first["next_since"])
+    assert quiet["data"] == []
+    assert changes_service.Watermark.parse(quiet["next_since"]) > changes_service.Watermark.parse(first["next_since"])
+    prune_all(app)  # everything so far, Bob's orders included
+    assert alices_feed(quiet["next_since"])["data"] == []  # 200: nothing of hers was lost
+    assert client.get(f"{API}/orders/changes", query_string={"since": first["next_since"]},
+                      headers=alice.headers).status_code == 410
+
+
+@pytest.mark.skipif(not os.environ.get("MYAPI_TEST_DATABASE_URL"),
+                    reason="PostgreSQL: SQLite serialises writers, so no transaction can commit out of order")
+def test_a_change_committed_out_of_order_is_handed_out_before_the_later_one(client, admin, app):
+    """Transaction A writes first but commits last: the feed holds B back until A ends, then gives A, B."""
+    since = client.get(f"{API}/products/export").headers["X-Changes-Since"]
+    with get_db(app).session() as held:
+        held.add(Product(sku="TEA-A", name="Tea A", description="", category="tea", price=Decimal("1.00"),
+                         stock=1, is_available=True))
+        held.flush()  # A has its transaction id and its change row, not yet committed
+        new_product(client, admin, "TEA-B")  # B commits first
+        response = client.get(f"{API}/products/changes", query_string={"since": since})
+        assert response.status_code == 200
+        assert response.get_json()["data"] == []  # B waits for A, which started before it
+        polled = response.get_json()["next_since"]  # a follower that polled meanwhile
+        held.commit()
+    for start in (since, polled):
+        entries = product_feed(client, start).get_json()["data"]
+        assert [e["item"]["sku"] for e in entries] == ["TEA-A", "TEA-B"]
 
 
 def test_an_export_and_its_watermark_make_a_copy_equal_to_the_table(client, admin):

@@ -21,7 +21,7 @@ import pytest
 import requests
 from alembic.script import ScriptDirectory
 from click.testing import CliRunner
-from sqlalchemy import func, inspect, select
+from sqlalchemy import func, inspect, select, update
 
 import myapi
 from myapi import seed
@@ -30,7 +30,7 @@ from myapi.cli import main
 from myapi.common.auth import hash_password, token_digest
 from myapi.db import get_db, get_session, make_engine
 from myapi.migrate import alembic_config, current_revision
-from myapi.models import ApiKey, IdempotencyKey, Order, Product, Token, User, utcnow
+from myapi.models import ApiKey, Change, IdempotencyKey, ImportRecord, Order, Product, Token, User, utcnow
 from myapi.seed import DEMO_ADMIN, DEMO_CUSTOMER_PASSWORD, DEMO_CUSTOMERS
 from myapi.services import users as users_service
 from tools.servers import ServerProcess, free_port
@@ -345,6 +345,40 @@ def test_db_prune_deletes_expired_and_revoked_tokens(migrated, runner, api_app):
     assert again.exit_code == 0, again.output
     assert "0 tokens deleted" in again.output
     assert count(api_app, Token) == 1
+
+
+def test_db_prune_deletes_feed_changes_and_import_records_past_their_retentions(migrated, runner, api_app,
+                                                                                  monkeypatch):
+    monkeypatch.setenv("MYAPI_CHANGES_RETENTION", "2")
+    monkeypatch.setenv("MYAPI_IMPORTS_RETENTION", "10")
+    now = utcnow()
+    with api_app.app_context():
+        session = get_session()
+        user = users_service.create_user(session, username="someone", email="someone@example.com",
+                                         password_hash=hash_password(ADMIN_PASSWORD))
+        for sku in ("OLD-1", "NEW-1"):
+            session.add(Product(sku=sku, name=sku, description="", category="tea", price="1.00", stock=1,
+                                is_available=True))
+        for days in (11, 9):
+            session.add(ImportRecord(user=user, source="file", mode="import", columns="sku", detail="{}",
+                                     date_created=now - dt.timedelta(days=days)))
+        session.flush()
+        session.execute(update(Change).where(Change.entity_id == session.scalar(
+            select(Product.id).where(Product.sku == "OLD-1"))).values(date_created=now - dt.timedelta(days=3)))
+        session.commit()
+
+    result = runner.invoke(main, ["db", "prune"])
+    assert result.exit_code == 0, result.output
+    assert "1 feed changes deleted" in result.output and "1 import records deleted" in result.output
+    with get_db(api_app).session() as session:
+        kept = session.scalars(select(Change.entity_id).where(Change.entity == "product")).all()
+        assert kept == [session.scalar(select(Product.id).where(Product.sku == "NEW-1"))]
+        assert session.scalar(select(func.count()).select_from(ImportRecord)) == 1
+        assert session.scalar(select(Product.sku).where(Product.sku == "OLD-1")) == "OLD-1"  # rows stay
+
+    monkeypatch.setenv("MYAPI_CHANGES_RETENTION", "0")
+    refused = runner.invoke(main, ["db", "prune"])
+    assert refused.exit_code != 0  # a retention under one day is a configuration error
 
 
 # -- the installed script, as a real process ----------------------------------

@@ -561,6 +561,11 @@ def test_x_changes_since_on_the_last_page_of_a_walk(app, client, admin, db_sessi
     # A walk that fits its first page ends there; a page by number past the first is no walk.
     assert "X-Changes-Since" in ok(client.get(f"{API}/products?per_page=100")).headers
     assert "X-Changes-Since" not in ok(client.get(f"{API}/products?per_page=20&page=3")).headers
+    # Nor a walk that starts at a page past the first (the rows before it were never read), at its end.
+    second = ok(client.get(f"{API}/products?per_page=20&page=2"))
+    end = ok(client.get(f"{API}/products", query_string={"per_page": 20,
+                                                         "cursor": second.get_json()["pagination"]["next_cursor"]}))
+    assert end.get_json()["pagination"]["next_cursor"] is None and "X-Changes-Since" not in end.headers
     # Lists no change feed continues have none.
     assert "X-Changes-Since" not in ok(client.get(f"{API}/users?per_page=100", headers=admin.headers)).headers
     _, order_walk = walk(client, f"{API}/orders", {"per_page": 1}, admin.headers)

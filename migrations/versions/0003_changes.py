@@ -26,8 +26,8 @@ down_revision: str | Sequence[str] | None = "0002"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-# (table, entity, owner column or None)
-TRACKED = (("products", "product", None), ("orders", "order", "user_id"))
+# (table, entity, owner column or None, status column or None)
+TRACKED = (("products", "product", None, None), ("orders", "order", "user_id", "status"))
 SQLITE_NOW = "strftime('%Y-%m-%d %H:%M:%f000', 'now')"
 
 
@@ -38,11 +38,14 @@ def upgrade() -> None:
         sa.Column("entity", sa.String(length=16), nullable=False),
         sa.Column("entity_id", sa.Integer(), nullable=False),
         sa.Column("op", sa.String(length=8), nullable=False),
+        sa.Column("kind", sa.String(length=16), nullable=False),
         sa.Column("version", sa.Integer(), nullable=False),
         sa.Column("owner_id", sa.Integer(), nullable=True),
         sa.Column("txid", sa.BigInteger(), nullable=False),
         sa.Column("date_created", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_changes")),
+        # Ids never reused on SQLite, even after a prune empties the table: watermarks hold ids.
+        sqlite_autoincrement=True,
     )
     op.create_index(op.f("ix_changes_date_created"), "changes", ["date_created"], unique=False)
     op.create_index("ix_changes_entity_txid_id", "changes", ["entity", "txid", "id"], unique=False)
@@ -57,53 +60,64 @@ def upgrade() -> None:
     )
     op.execute("INSERT INTO change_horizon (id, txid, change_id) VALUES (1, 0, 0)")
     if op.get_bind().dialect.name == "postgresql":
-        for table, entity, owner in TRACKED:
-            _postgresql_triggers(table, entity, owner)
+        for table, entity, owner, status in TRACKED:
+            _postgresql_triggers(table, entity, owner, status)
     else:
-        for table, entity, owner in TRACKED:
-            _sqlite_triggers(table, entity, owner)
+        for table, entity, owner, status in TRACKED:
+            _sqlite_triggers(table, entity, owner, status)
 
 
-def _postgresql_triggers(table: str, entity: str, owner: str | None) -> None:
+def _postgresql_triggers(table: str, entity: str, owner: str | None, status: str | None) -> None:
     owner_of = (lambda rows: f"{rows}.{owner}") if owner else (lambda rows: "NULL")
-    # DDL from the module's own TRACKED constants (no input reaches it): bind parameters do not exist in DDL.
+    # An update that moves the status column is a "status_changed" (an order.status_changed event, DESIGN §11).
+    update_kind = (f"CASE WHEN old_rows.{status} IS DISTINCT FROM new_rows.{status} "
+                   f"THEN 'status_changed' ELSE 'updated' END") if status else "'updated'"
+    columns = "INSERT INTO changes (entity, entity_id, op, kind, version, owner_id, txid, date_created)"
+    stamp = "pg_current_xact_id()::text::bigint, clock_timestamp()"
     op.execute(f"""
         CREATE FUNCTION record_{entity}_changes() RETURNS trigger LANGUAGE plpgsql AS $$
         BEGIN
             IF TG_OP = 'DELETE' THEN
-                INSERT INTO changes (entity, entity_id, op, version, owner_id, txid, date_created)
-                SELECT '{entity}', old_rows.id, 'delete', old_rows.version, {owner_of("old_rows")},
-                       pg_current_xact_id()::text::bigint, clock_timestamp()
+                {columns}
+                SELECT '{entity}', old_rows.id, 'delete', 'deleted', old_rows.version, {owner_of("old_rows")}, {stamp}
                 FROM old_rows ORDER BY old_rows.id;
+            ELSIF TG_OP = 'UPDATE' THEN
+                {columns}
+                SELECT '{entity}', new_rows.id, 'upsert', {update_kind}, new_rows.version,
+                       {owner_of("new_rows")}, {stamp}
+                FROM new_rows JOIN old_rows ON old_rows.id = new_rows.id ORDER BY new_rows.id;
             ELSE
-                INSERT INTO changes (entity, entity_id, op, version, owner_id, txid, date_created)
-                SELECT '{entity}', new_rows.id, 'upsert', new_rows.version, {owner_of("new_rows")},
-                       pg_current_xact_id()::text::bigint, clock_timestamp()
+                {columns}
+                SELECT '{entity}', new_rows.id, 'upsert', 'created', new_rows.version, {owner_of("new_rows")}, {stamp}
                 FROM new_rows ORDER BY new_rows.id;
             END IF;
             RETURN NULL;
         END $$
     """)  # noqa: S608
-    for event, transition in (("INSERT", "NEW TABLE AS new_rows"), ("UPDATE", "NEW TABLE AS new_rows"),
+    for event, transition in (("INSERT", "NEW TABLE AS new_rows"),
+                              ("UPDATE", "OLD TABLE AS old_rows NEW TABLE AS new_rows"),
                               ("DELETE", "OLD TABLE AS old_rows")):
         op.execute(f"CREATE TRIGGER {table}_changes_{event.lower()} AFTER {event} ON {table} "
                    f"REFERENCING {transition} FOR EACH STATEMENT EXECUTE FUNCTION record_{entity}_changes()")
 
 
-def _sqlite_triggers(table: str, entity: str, owner: str | None) -> None:
-    for event, row, kind in (("INSERT", "NEW", "upsert"), ("UPDATE", "NEW", "upsert"), ("DELETE", "OLD", "delete")):
+def _sqlite_triggers(table: str, entity: str, owner: str | None, status: str | None) -> None:
+    update_kind = (f"CASE WHEN OLD.{status} IS NOT NEW.{status} THEN 'status_changed' ELSE 'updated' END"
+                   if status else "'updated'")
+    for event, row, op_name, kind in (("INSERT", "NEW", "upsert", "'created'"), ("UPDATE", "NEW", "upsert", update_kind),
+                                      ("DELETE", "OLD", "delete", "'deleted'")):
         owner_value = f"{row}.{owner}" if owner else "NULL"
         op.execute(f"""
             CREATE TRIGGER {table}_changes_{event.lower()} AFTER {event} ON {table} BEGIN
-                INSERT INTO changes (entity, entity_id, op, version, owner_id, txid, date_created)
-                VALUES ('{entity}', {row}.id, '{kind}', {row}.version, {owner_value}, 0, {SQLITE_NOW});
+                INSERT INTO changes (entity, entity_id, op, kind, version, owner_id, txid, date_created)
+                VALUES ('{entity}', {row}.id, '{op_name}', {kind}, {row}.version, {owner_value}, 0, {SQLITE_NOW});
             END
         """)  # noqa: S608
 
 
 def downgrade() -> None:
     postgresql = op.get_bind().dialect.name == "postgresql"
-    for table, entity, _owner in TRACKED:
+    for table, entity, _owner, _status in TRACKED:
         for event in ("insert", "update", "delete"):
             op.execute(f"DROP TRIGGER IF EXISTS {table}_changes_{event}" + (f" ON {table}" if postgresql else ""))
         if postgresql:

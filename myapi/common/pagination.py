@@ -105,7 +105,9 @@ def next_cursor(page: Page) -> str | None:
     if page.next_key is None:
         return None
     walk = _walk()
-    watermark = walk.watermark if walk.by_cursor else (str(page.watermark) if page.watermark is not None else None)
+    # A walk that starts at page N > 1 never read the rows before it: its end answers no X-Changes-Since.
+    watermark = walk.watermark if walk.by_cursor else (
+        str(page.watermark) if page.watermark is not None and page.page == 1 else None)
     return cursors.encode(cursors.Cursor(walk.sort, walk.filters, page.next_key, watermark))
 
 

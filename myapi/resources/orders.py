@@ -42,6 +42,8 @@ def order_location(order) -> str:
 
 
 class OrderList(Resource):
+    change_feed = "/orders/changes"  # the feed that continues it: its answers carry X-Changes-Since
+
     @documented(summary="List your orders (an admin: everyone's)", errors=(403,))
     @marshal_with(order_fields, paged=True)
     @parses(list_parser)
@@ -74,6 +76,7 @@ class Order(Resource):
 
 
 class OrderExport(Resource):
+    change_feed = "/orders/changes"  # the feed that continues it: its answers carry X-Changes-Since
     media_types = (JSON, CSV, NDJSON)
 
     @documented(summary="Export every matching order (streamed JSON, NDJSON or CSV)", errors=(403,))

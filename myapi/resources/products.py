@@ -70,6 +70,8 @@ def product_location(product) -> str:
 
 
 class ProductList(Resource):
+    change_feed = "/products/changes"  # the feed that continues it: its answers carry X-Changes-Since
+
     @documented(summary="List products")
     @marshal_with(product_fields, paged=True)
     @parses(list_parser)
@@ -175,6 +177,7 @@ class ProductImport(Resource):
 
 
 class ProductExport(Resource):
+    change_feed = "/products/changes"  # the feed that continues it: its answers carry X-Changes-Since
     media_types = (JSON, CSV, NDJSON)
 
     @documented(summary="Export every matching product (streamed JSON, NDJSON or CSV)")

@@ -90,8 +90,8 @@ def watermark(session: Session) -> Watermark:
 
 
 def _pruned_through(session: Session) -> Watermark:
-    horizon = session.get(ChangeHorizon, 1)
-    return Watermark(horizon.txid, horizon.change_id) if horizon is not None else BEGINNING
+    row = session.execute(select(ChangeHorizon.txid, ChangeHorizon.change_id).where(ChangeHorizon.id == 1)).first()
+    return Watermark(row.txid, row.change_id) if row is not None else BEGINNING
 
 
 @dataclass
@@ -112,7 +112,6 @@ class FeedPage:
 def feed(session: Session, entity: str, since: Watermark, *, limit: int = 100,
          owner_id: int | None = None) -> FeedPage:
     """Up to ``limit`` changes of ``entity`` after ``since`` (only ``owner_id``'s orders when given)."""
-    _check_not_expired(session, since)
     horizon = _horizon_txid(session)
     stmt = (select(Change).where(Change.entity == entity,
                                  tuple_(Change.txid, Change.id) > tuple_(since.txid, since.change_id))
@@ -122,21 +121,34 @@ def feed(session: Session, entity: str, since: Watermark, *, limit: int = 100,
     if owner_id is not None:
         stmt = stmt.where(Change.owner_id == owner_id)
     rows = session.scalars(stmt).all()
+    # Checked after the read, from the table (a PostgreSQL read is one snapshot per statement): a prune
+    # that ended before the rows were read is seen here, so no pruned change goes missing unnoticed.
+    _check_not_expired(session, since)
     current = _current_items(session, entity, {row.entity_id for row in rows})
     entries = []
     for row in rows:
         item = current.get(row.entity_id)
         entries.append(FeedEntry(Watermark(row.txid, row.id), "upsert" if item is not None else "delete",
                                  row.entity_id, item.version if item is not None else row.version, item))
-    if rows:
-        next_since = entries[-1].seq
-    elif horizon is not None:
-        # Nothing below the horizon is left after ``since``: move up to it, so an idle
-        # follower's watermark stays fresh (every later change sorts after it).
-        next_since = max(since, Watermark(horizon, 0))
-    else:
-        next_since = since
+    next_since = entries[-1].seq if entries else since
+    if len(rows) < limit:
+        # Every change of this feed up to the frontier was on this page: move up to it, so that a
+        # follower whose feed is quiet (or whose changes are few: a customer's orders) keeps a fresh
+        # watermark and is not sent back to export by a prune of other changes.
+        next_since = max(next_since, _frontier(session, horizon))
     return FeedPage(entries, next_since)
+
+
+def _frontier(session: Session, horizon: int | None) -> Watermark:
+    """Where the feed's read reached: every later change sorts after it.
+
+    PostgreSQL: the running horizon (every change of a transaction below it
+    was visible to the read). SQLite: the newest change, read in the same
+    read transaction as the page (writers are serialised: none is pending).
+    """
+    if horizon is not None:
+        return Watermark(horizon, 0)
+    return Watermark(0, session.scalar(select(func.coalesce(func.max(Change.id), 0))))
 
 
 def _current_items(session: Session, entity: str, ids: set[int]) -> dict[int, object]:
@@ -159,10 +171,13 @@ def _check_not_expired(session: Session, since: Watermark) -> None:
 def prune(session: Session, retention: dt.timedelta) -> int:
     """Delete changes older than ``retention`` and move the horizon past them (the caller commits)."""
     cutoff = utcnow() - retention
-    newest = session.execute(
-        select(Change.txid, Change.id).where(Change.date_created < cutoff)
-        .order_by(Change.txid.desc(), Change.id.desc()).limit(1)
-    ).first()
+    stmt = select(Change.txid, Change.id).where(Change.date_created < cutoff)
+    horizon = _horizon_txid(session)
+    if horizon is not None:
+        # Never past a transaction still running: a watermark at the pruned horizon (an export's)
+        # must not sort after a change that commits later.
+        stmt = stmt.where(Change.txid < horizon)
+    newest = session.execute(stmt.order_by(Change.txid.desc(), Change.id.desc()).limit(1)).first()
     if newest is None:
         return 0
     session.execute(update(ChangeHorizon).where(ChangeHorizon.id == 1)

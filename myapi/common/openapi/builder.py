@@ -360,10 +360,11 @@ def success_headers(op: Operation) -> dict:
         names.append("ETag")
     if op.output is not None and op.output.location is not None:
         names.append("Location")
+    followed = getattr(op.resource, "change_feed", None) is not None  # a list or export a feed continues
     if op.collection == "page":
-        names += ["X-Total-Count", "Link", "X-Changes-Since"]
+        names += ["X-Total-Count", "Link"] + (["X-Changes-Since"] if followed else [])
     if op.collection == "stream":
-        names += ["Content-Disposition", "X-Total-Count", "X-Changes-Since"]  # every export has a feed
+        names += ["Content-Disposition", "X-Total-Count"] + (["X-Changes-Since"] if followed else [])
     if op.collection == "feed":
         names.append("X-Next-Since")
     if op.minimal:
