@@ -27,7 +27,9 @@ What the client does so that scripts do not have to:
   :class:`ValidationFailed` 400, :class:`Unauthorized` 401,
   :class:`Forbidden` 403, :class:`NotFound` 404, :class:`Conflict` 409,
   :class:`PreconditionFailed` 412, :class:`UnprocessableEntity` 422,
-  :class:`RateLimited` 429 (with ``retry_after``). A server that cannot be
+  :class:`RateLimited` 429 (with ``retry_after``); :class:`WriteConflict`
+  is the 503 of a write that met a concurrent one (nothing written; retried
+  first, like every 503). A server that cannot be
   reached at all raises ``requests.ConnectionError`` after the retries.
 * **Items and ETags.** Single items come back as :class:`Item`, a ``dict``
   with an ``etag`` attribute. Pass the item you read to
@@ -53,6 +55,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import IO, Any
 from urllib.parse import urlsplit
@@ -69,7 +72,7 @@ __all__ = [
     "ApiError", "Client", "SyncResult", "ConcurrentUpdate", "Conflict", "Forbidden", "IdempotencyKeyInProgress",
     "InsufficientStock", "Item", "NotFound", "Page", "PreconditionFailed", "PriceChangeRefused", "RateLimited",
     "Unauthorized",
-    "UnprocessableEntity", "ValidationFailed",
+    "UnprocessableEntity", "ValidationFailed", "WriteConflict",
 ]
 
 API_PREFIX = "/api/v1"
@@ -169,6 +172,13 @@ class PriceChangeRefused(Conflict):
     """409: ``max_price_change`` refused the whole import or PATCH; ``errors`` lists each product's move."""
 
 
+class WriteConflict(ApiError):
+    """503: the write met a concurrent one (a deadlock, a serialization failure) and nothing was written.
+
+    The client retries it like every 503 (``retries``); this is raised once they are spent.
+    """
+
+
 ERRORS: dict[int, type[ApiError]] = {
     400: ValidationFailed, 401: Unauthorized, 403: Forbidden, 404: NotFound, 409: Conflict,
     412: PreconditionFailed, 422: UnprocessableEntity, 429: RateLimited,
@@ -180,6 +190,7 @@ TYPED_ERRORS: dict[str, type[ApiError]] = {
     problems.CONCURRENT_UPDATE.uri: ConcurrentUpdate,
     problems.IDEMPOTENCY_KEY_IN_PROGRESS.uri: IdempotencyKeyInProgress,
     problems.PRICE_CHANGE_REFUSED.uri: PriceChangeRefused,
+    problems.WRITE_CONFLICT.uri: WriteConflict,
 }
 
 
@@ -731,7 +742,7 @@ class Client:
         the whole file has been checked.
         """
         params = {"dry_run": dry_run or None, "plan": plan or None, "on_error": on_error,
-                  "max_price_change": None if max_price_change is None else str(max_price_change)}
+                  "max_price_change": _two_places(max_price_change, "max_price_change")}
         accept = "application/json"
         if save_to is not None:
             accept = "application/x-ndjson" if os.fspath(getattr(save_to, "name", save_to) or "").endswith(
@@ -763,13 +774,20 @@ class Client:
     def update_products(self, changes: Iterable[Mapping], *, max_price_change: float | str | None = None) -> list:
         """``PATCH /products`` (admin): up to 1000 ``{"sku"|"id", ...changes, "version"?}``, all or nothing.
 
-        Returns the products as they are now, in the order given (a list
-        whose ``import_id`` names the audit record). A stale ``version``
+        Returns the changed products as they are now, in the order given (an
+        item equal to its stored product is no change and not listed; a list
+        whose ``import_id`` names the audit record). A float ``price`` or
+        ``max_price_change`` is sent rounded to two places (a str, int or
+        Decimal as it is). A stale ``version``
         raises :class:`PreconditionFailed`; ``max_price_change``, as for the
         import, :class:`PriceChangeRefused`.
         """
-        params = {"max_price_change": None if max_price_change is None else str(max_price_change)}
-        response = self.request("PATCH", "/products", params=params, json=[dict(change) for change in changes])
+        params = {"max_price_change": _two_places(max_price_change, "max_price_change")}
+        items = [dict(change) for change in changes]
+        for item in items:
+            if isinstance(item.get("price"), (float, Decimal)):
+                item["price"] = _two_places(item["price"], "price")
+        response = self.request("PATCH", "/products", params=params, json=items)
         products = _Changed(Item(item) for item in response.json()["data"])
         products.import_id = _int_or_none(response.headers.get("X-Import-Id"))
         return products
@@ -996,6 +1014,25 @@ class Client:
             if bar is not None:
                 bar.close()
         return written
+
+
+def _two_places(value: str | int | float | Decimal | None, name: str) -> str | None:
+    """An amount or a percentage as the server reads it (at most two places), or None.
+
+    A float becomes its nearest cent (0.1 + 0.2 is "0.30", not the
+    "0.30000000000000004" that ``str`` gives and the server refuses); a str,
+    int or Decimal is sent as it is (the server checks it).
+    """
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (str, int, float, Decimal)):
+        raise TypeError(f"{name} must be a str, int, Decimal or float, not {type(value).__name__}")
+    if isinstance(value, float):
+        try:
+            return str(Decimal(str(value)).quantize(Decimal("0.01")))
+        except InvalidOperation:
+            raise ValueError(f"{name} must be a finite number, not {value!r}") from None
+    return str(value)
 
 
 class _Changed(list):

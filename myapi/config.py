@@ -58,6 +58,8 @@ SETTINGS: dict[str, tuple] = {
     "WORKERS": (_int, 4),
     "MAX_CONTENT_LENGTH": (_int, 1024 * 1024),
     "MAX_IMPORT_BYTES": (_int, 256 * 1024 * 1024),
+    # PATCH /products: up to 1000 items, each up to a 5000-character description.
+    "MAX_BULK_BYTES": (_int, 8 * 1024 * 1024),
     # Days the change feeds keep their rows at least (`myapi db prune` deletes older ones;
     # a follower further behind gets 410 and exports again).
     "CHANGES_RETENTION": (_days, 30),

@@ -61,6 +61,10 @@ PRICE_CHANGE_REFUSED = _type("price-change-refused", 409, "Price change over the
                              "PATCH was refused; `errors` lists each product with before and after.")
 UNAVAILABLE = _type("service-unavailable", 503, "Service Unavailable",
                     "The database is not answering; retry after Retry-After seconds.")
+WRITE_CONFLICT = _type("write-conflict", 503, "Write conflicted with a concurrent one",
+                       "The database stopped this write because it conflicted with a concurrent one (a deadlock "
+                       "or a serialization failure, e.g. an import and orders on the same products). Nothing "
+                       "was written: the request is safe to retry after Retry-After seconds.")
 
 # The generic ones, for domain errors that are plain HTTP statuses.
 BAD_REQUEST = ProblemType(BLANK, 400, "Bad Request")
@@ -72,5 +76,5 @@ CATALOGUE: dict[str, ProblemType] = {
     kind.uri: kind
     for kind in (VALIDATION, CONFLICT, INSUFFICIENT_STOCK, CONCURRENT_UPDATE, PRECONDITION_FAILED,
                  IDEMPOTENCY_KEY_REUSED, IDEMPOTENCY_KEY_IN_PROGRESS, INVALID_TOKEN, INSUFFICIENT_SCOPE,
-                 CHANGES_EXPIRED, PRICE_CHANGE_REFUSED, UNAVAILABLE)
+                 CHANGES_EXPIRED, PRICE_CHANGE_REFUSED, UNAVAILABLE, WRITE_CONFLICT)
 }

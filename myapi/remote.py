@@ -391,6 +391,10 @@ def products_import(file, dry_run, plan, on_error, max_price_change, diff_file, 
             Path(rejected_file).unlink(missing_ok=True)  # only the header: nothing was rejected
 
 
+# `myapi remote import FILE`: the same command, by the name issue 16 gave it.
+remote.add_command(products_import, "import")
+
+
 def rejected_path(file: str) -> str:
     """``new-teas.csv`` -> ``new-teas.rejected.csv``, next to it."""
     path = Path(file)

@@ -12,10 +12,14 @@ import csv
 import datetime as dt
 import io
 import json
+import os
+import threading
+import time
 from decimal import Decimal
 
 import pytest
-from sqlalchemy import func, select, update
+import requests
+from sqlalchemy import func, select, text, update
 
 from myapi.models import ImportRecord, Product
 
@@ -77,7 +81,7 @@ def test_a_plan_answers_each_change_with_before_and_after_and_writes_nothing(cli
     plan = response.get_json()
     assert (plan["plan"], plan["rows"], plan["created"], plan["updated"], plan["unchanged"], plan["rejected"]) == (
         True, 3, 1, 1, 1, 0)
-    assert plan["refused"] is None and plan["errors"] == []
+    assert plan["refused"] is None and plan["errors"] == [] and plan["changes_truncated"] is False
     updated, created = plan["changes"]
     assert updated == {"row": 2, "sku": "TEA-1", "action": "updated", "changes": {
         "price": {"before": "4.50", "after": "4.95"}, "stock": {"before": 10, "after": 12}}}
@@ -132,13 +136,13 @@ def test_a_big_plan_lists_the_first_changes_and_streams_them_all(client, admin, 
     monkeypatch.setattr(catalog_import, "CHANGES_LISTED", 50)
     body = HEADER + "".join(f"SKU-{i:04d},Product {i},,tea,{i}.00,{i},true\r\n" for i in range(1, 351))
     summary = post_csv(client, admin, body, "?plan=true").get_json()
-    assert summary["created"] == 350 and len(summary["changes"]) == 50
+    assert summary["created"] == 350 and len(summary["changes"]) == 50 and summary["changes_truncated"] is True
     assert [entry["row"] for entry in summary["changes"]] == list(range(2, 52))  # file order
     streamed = post_csv(client, admin, body, "?plan=true", accept="application/x-ndjson")
     entries = [json.loads(line) for line in streamed.data.decode().splitlines()]
     assert len(entries) == 350 and [e["row"] for e in entries] == list(range(2, 352))
     record = client.get(f"{API}/imports/{summary['import_id']}", headers=admin.headers).get_json()
-    assert len(record["changes"]) == 50  # the record is bounded too
+    assert len(record["changes"]) == 50 and record["changes_truncated"] is True  # the record is bounded too
     assert db_session.scalar(select(func.count()).select_from(Product)) == 0
 
 
@@ -315,9 +319,9 @@ def test_bulk_patch_changes_every_item_in_one_transaction(client, admin, catalog
         {"sku": "TEA-2", "name": "Matcha"},                       # equal: no change, same version
     ])
     assert response.status_code == 200, response.get_json()
-    items = response.get_json()["data"]
+    items = response.get_json()["data"]  # the changed items, in the request's order (DESIGN §12)
     assert [(i["sku"], i["stock"], i["price"], i["is_available"]) for i in items] == [
-        ("TEA-1", 20, "4.60", True), ("MUG-1", 3, "8.00", True), ("TEA-2", 5, "20.00", True)]
+        ("TEA-1", 20, "4.60", True), ("MUG-1", 3, "8.00", True)]
     after = stored(db_session)
     assert (after["TEA-1"][6], after["MUG-1"][6], after["TEA-2"][6]) == (2, 2, 1)
     record = client.get(f"{API}/imports/{response.headers['X-Import-Id']}", headers=admin.headers).get_json()
@@ -325,6 +329,11 @@ def test_bulk_patch_changes_every_item_in_one_transaction(client, admin, catalog
     assert record["changes"][0] == {"index": 0, "sku": "TEA-1", "action": "updated", "changes": {
         "price": {"before": "4.50", "after": "4.60"}, "stock": {"before": 10, "after": 20}}}
     assert record["columns"] == ["name", "price", "stock", "is_available"]
+    assert record["changes_truncated"] is False
+    # Nothing changes: nothing is answered, nothing written.
+    same = client.patch(f"{API}/products", headers=admin.headers, json=[{"sku": "TEA-2", "stock": 5}])
+    assert same.status_code == 200 and same.get_json()["data"] == []
+    assert stored(db_session) == after
 
 
 def test_bulk_patch_is_all_or_nothing(client, admin, catalogue, db_session):
@@ -350,7 +359,7 @@ def test_bulk_patch_is_all_or_nothing(client, admin, catalogue, db_session):
     assert stored(db_session) == catalogue
 
 
-def test_bulk_patch_bounds_and_shapes(client, admin, catalogue):
+def test_bulk_patch_bounds_and_shapes(client, admin, catalogue, db_session):
     too_many = client.patch(f"{API}/products", headers=admin.headers, json=[{"sku": "TEA-1"}] * 1001)
     assert too_many.status_code == 400 and "1 to 1000" in too_many.get_json()["errors"]["body"]
     assert client.patch(f"{API}/products", headers=admin.headers, json=[]).status_code == 400
@@ -361,6 +370,11 @@ def test_bulk_patch_bounds_and_shapes(client, admin, catalogue):
                            json=[{"sku": "TEA-1", "stock": 2}])
     assert minimal.status_code == 204 and minimal.data == b""
     assert minimal.headers["X-Import-Id"] and minimal.headers["Preference-Applied"] == "return=minimal"
+    after = stored(db_session)
+    assert after["TEA-1"] == (*catalogue["TEA-1"][:4], 2, True, 2)  # the write happened, version bumped
+    assert after["TEA-2"] == catalogue["TEA-2"] and after["MUG-1"] == catalogue["MUG-1"]
+    record = client.get(f"{API}/imports/{minimal.headers['X-Import-Id']}", headers=admin.headers).get_json()
+    assert (record["source"], record["updated"]) == ("patch", 1)
 
 
 # -- the audit trail ---------------------------------------------------------------------------
@@ -558,3 +572,234 @@ def test_the_cli_prints_a_plan_and_saves_rejected_rows_next_to_the_file(live_ser
     assert shown.exit_code == 0 and "on_error=skip_rows, max_price_change=30" in shown.stdout
     listed = run("imports", "list", "--format", "json")
     assert [record["id"] for record in json.loads(listed.stdout)] == [3, 2, 1]
+    aliased = run("import", str(path), "--plan")  # `myapi remote import`, the issue's name
+    assert aliased.exit_code == 0 and aliased.stdout.startswith("plan, nothing written: 4 rows")
+
+
+# -- review of issue 16: locks, conflicts, limits, refusals in later batches, who may ---------------
+
+POSTGRES = pytest.mark.skipif(not os.environ.get("MYAPI_TEST_DATABASE_URL"),
+                              reason="needs PostgreSQL (MYAPI_TEST_DATABASE_URL)")
+
+
+def hold_import_lock(app, seconds: float) -> tuple[threading.Thread, float]:
+    """Another session holds the import lock (as a running import does) for ``seconds``; when it took it."""
+    from myapi.db import get_db
+    from myapi.services.backends import IMPORT_LOCK_ID
+
+    held = threading.Event()
+
+    def hold():
+        with get_db(app).engine.connect() as connection:
+            connection.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": IMPORT_LOCK_ID})
+            held.set()
+            time.sleep(seconds)
+            connection.rollback()
+
+    thread = threading.Thread(target=hold, daemon=True)
+    thread.start()
+    assert held.wait(10)
+    return thread, time.monotonic()
+
+
+@POSTGRES
+def test_a_plan_does_not_wait_for_a_running_import(app, client, admin, catalogue, db_session):
+    thread, since = hold_import_lock(app, 2.0)
+    body = "sku,version,stock\r\nTEA-1,1,11\r\nMUG-1,,4\r\n"
+    plan = post_csv(client, admin, body, "?plan=true")
+    dry = post_csv(client, admin, body, "?dry_run=true&on_error=skip_rows")
+    assert time.monotonic() - since < 1.5  # neither waited for the lock
+    assert plan.status_code == 200 and plan.get_json()["updated"] == 2
+    assert dry.status_code == 200 and dry.get_json()["updated"] == 2
+    assert stored(db_session) == catalogue
+    # An import that writes does wait for it (the lock really was held).
+    imported = post_csv(client, admin, body)
+    assert imported.status_code == 200 and time.monotonic() - since >= 1.9
+    thread.join(10)
+    assert stored(db_session)["TEA-1"][4] == 11
+
+
+@POSTGRES
+def test_a_deadlock_with_a_concurrent_write_is_a_503_safe_to_retry(app, client, admin, catalogue, db_session):
+    from myapi.db import get_db
+
+    ids = dict(db_session.execute(select(Product.sku, Product.id)).all())
+    db_session.rollback()
+    held, failures = threading.Event(), []
+
+    def other_writer():  # locks MUG-1, then wants TEA-1, which the PATCH locked first: a cycle
+        try:
+            with get_db(app).engine.connect() as connection:
+                connection.execute(text("SET deadlock_timeout = '10s'"))  # so that the PATCH is the victim
+                connection.execute(text("SELECT id FROM products WHERE id = :id FOR UPDATE"), {"id": ids["MUG-1"]})
+                held.set()
+                time.sleep(0.5)
+                connection.execute(text("SELECT id FROM products WHERE id = :id FOR UPDATE"), {"id": ids["TEA-1"]})
+                connection.rollback()
+        except Exception as error:  # pragma: no cover - reported below
+            failures.append(error)
+
+    thread = threading.Thread(target=other_writer, daemon=True)
+    thread.start()
+    assert held.wait(10)
+    changes = [{"sku": "TEA-1", "stock": 1}, {"sku": "MUG-1", "stock": 1}]
+    response = client.patch(f"{API}/products", headers=admin.headers, json=changes)
+    thread.join(20)
+    assert not failures
+    assert response.status_code == 503, response.get_json()
+    assert response.mimetype == "application/problem+json" and response.headers["Retry-After"] == "1"
+    problem = response.get_json()
+    assert problem["type"] == "urn:myapi:problem:write-conflict"
+    assert problem["title"] == "Write conflicted with a concurrent one"
+    assert "nothing was written" in problem["detail"]
+    assert stored(db_session) == catalogue and records(db_session) == 1  # the catalogue's import only
+    retried = client.patch(f"{API}/products", headers=admin.headers, json=changes)
+    assert retried.status_code == 200
+    assert (stored(db_session)["TEA-1"][4], stored(db_session)["MUG-1"][4]) == (1, 1)
+
+
+def test_the_write_conflict_is_in_the_catalogue_and_the_client_knows_it():
+    from myapi import problems
+    from myapi.client import WriteConflict, error_from_response
+
+    kind = problems.CATALOGUE["urn:myapi:problem:write-conflict"]
+    assert (kind.status, kind.title) == (503, "Write conflicted with a concurrent one")
+    response = requests.models.Response()
+    response.status_code, response._content = 503, json.dumps(
+        {"type": kind.uri, "title": kind.title, "status": 503, "detail": "x"}).encode()
+    assert isinstance(error_from_response(response), WriteConflict)
+
+
+def test_bulk_patch_takes_bodies_up_to_max_bulk_bytes(client, admin, db_session):
+    rows = "".join(f"SKU-{i:04d},Product {i},,tea,1.00,1,true\r\n" for i in range(300))
+    assert post_csv(client, admin, HEADER + rows).status_code == 200
+    before = stored(db_session)
+    long = "Leaves. " * 625  # 5000 characters, the longest description
+    changes = [{"sku": f"SKU-{i:04d}", "description": long} for i in range(300)]
+    assert 1024 * 1024 < len(json.dumps(changes)) < 8 * 1024 * 1024
+    response = client.patch(f"{API}/products", headers={**admin.headers, "Prefer": "return=minimal"}, json=changes)
+    assert response.status_code == 204, response.get_json()
+    assert {product[1] for product in stored(db_session).values()} == {long.strip()}
+
+    too_large = [{"sku": f"SKU-{i:04d}", "description": "x" * 30_000} for i in range(300)]  # > 8 MiB
+    response = client.patch(f"{API}/products", headers=admin.headers, json=too_large)
+    assert response.status_code == 413 and response.mimetype == "application/problem+json"
+    assert response.get_json()["detail"].endswith("the limit set by MYAPI_MAX_BULK_BYTES.")
+    assert {product[1] for product in stored(db_session).values()} == {long.strip()}
+    assert [product[6] for product in stored(db_session).values()] == [2] * 300
+    assert before  # the other methods of /products keep the general limit
+    one = client.post(f"{API}/products", headers=admin.headers, json={"sku": "BIG", "x": "y" * 1_100_000})
+    assert one.status_code == 413 and "MYAPI_MAX_CONTENT_LENGTH" in one.get_json()["detail"]
+
+
+def test_a_plan_that_is_also_a_dry_run_says_so_on_its_record(client, admin, catalogue, db_session):
+    answer = post_csv(client, admin, "sku,stock\r\nTEA-1,99\r\n", "?plan=true&dry_run=true").get_json()
+    assert (answer["plan"], answer["dry_run"], answer["updated"]) == (True, True, 1)
+    record = client.get(f"{API}/imports/{answer['import_id']}", headers=admin.headers).get_json()
+    assert (record["plan"], record["dry_run"]) == (True, True)
+    listed = client.get(f"{API}/imports?sort=-id", headers=admin.headers).get_json()["data"][0]
+    assert (listed["plan"], listed["dry_run"]) == (True, True)
+    assert stored(db_session) == catalogue
+
+
+def test_the_client_sends_float_amounts_as_cents(live_server, admin, catalogue, tmp_path, db_session):
+    from myapi.client import Client
+
+    api = Client(live_server, admin.token)
+    path = tmp_path / "prices.csv"
+    path.write_text("sku,price\r\nTEA-1,4.60\r\n")
+    plan = api.import_products(path, plan=True, max_price_change=0.1 + 0.2)  # "0.30", not 0.30000000000000004
+    assert plan["max_price_change"] == "0.30" and plan["refused"]
+    changed = api.update_products([{"sku": "TEA-1", "price": 1.1 + 2.2}], max_price_change=(0.1 + 0.2) * 100)
+    assert [p["price"] for p in changed] == ["3.30"]
+    assert stored(db_session)["TEA-1"][3] == Decimal("3.30")
+    for bad in (True, object()):
+        with pytest.raises(TypeError, match="max_price_change must be a str, int, Decimal or float"):
+            api.update_products([{"sku": "TEA-1", "stock": 1}], max_price_change=bad)
+    assert stored(db_session)["TEA-1"][4] == catalogue["TEA-1"][4]
+
+
+def test_the_listed_changes_say_when_they_are_the_first_ones(client, admin, db_session, monkeypatch):
+    from myapi.services import catalog_import
+
+    monkeypatch.setattr(catalog_import, "CHANGES_LISTED", 2)
+    answer = post_csv(client, admin, CATALOGUE).get_json()
+    assert (answer["created"], len(answer["changes"]), answer["changes_truncated"]) == (3, 2, True)
+    record = client.get(f"{API}/imports/{answer['import_id']}", headers=admin.headers).get_json()
+    assert (len(record["changes"]), record["changes_truncated"]) == (2, True)
+    again = post_csv(client, admin, CATALOGUE.replace("Sencha", "Gyokuro")).get_json()
+    assert (again["updated"], len(again["changes"]), again["changes_truncated"]) == (1, 1, False)
+
+
+def test_a_stale_version_in_a_later_batch_refuses_the_whole_file(client, admin, db_session, small_batches):
+    body = HEADER + "".join(f"SKU-{i:04d},Product {i},,tea,10.00,{i},true\r\n" for i in range(1, 251))
+    assert post_csv(client, admin, body).status_code == 200
+    client.patch(f"{API}/products", headers=admin.headers, json=[{"sku": "SKU-0230", "stock": 1}])
+    before = stored(db_session)
+    changes = "sku,version,stock\r\n" + "".join(f"SKU-{i:04d},1,{i + 1000}\r\n" for i in range(1, 251))
+    response = post_csv(client, admin, changes)  # rows 2-101 and 102-201 are processed before row 231
+    assert response.status_code == 400
+    assert response.get_json()["errors"] == [{"row": 231, "field": "version", "message": (
+        "SKU-0230 is at version 2; this was made from version 1: read it again (nothing of it was written).")}]
+    assert stored(db_session) == before
+    assert records(db_session) == 2  # the first import and the PATCH: a refused file has none
+
+
+def test_the_guardrail_in_a_later_batch_refuses_the_whole_file(client, admin, db_session, small_batches):
+    body = HEADER + "".join(f"SKU-{i:04d},Product {i},,tea,10.00,{i},true\r\n" for i in range(1, 251))
+    assert post_csv(client, admin, body).status_code == 200
+    before = stored(db_session)
+    prices = "sku,price\r\n" + "".join(
+        f"SKU-{i:04d},{'15.00' if i == 240 else '10.10'}\r\n" for i in range(1, 251))  # +1 %, and one +50 %
+    for query in ("?max_price_change=10", "?max_price_change=10&on_error=skip_rows"):
+        response = post_csv(client, admin, prices, query)
+        assert response.status_code == 409
+        assert [(e["row"], e["sku"], e["change_percent"]) for e in response.get_json()["errors"]] == [
+            (241, "SKU-0240", "50.00")]
+        assert stored(db_session) == before
+    assert records(db_session) == 1
+
+
+def test_who_may_not_write_products_changes_nothing(client, admin, customer, catalogue, db_session):
+    key = client.post(f"{API}/api-keys", headers=admin.headers, json={"name": "r", "scopes": ["products:read"]})
+    reader = {"Authorization": f"Bearer {key.get_json()['secret']}"}
+    for headers in (customer.headers, reader):
+        patch = client.patch(f"{API}/products", headers=headers, json=[{"sku": "TEA-1", "stock": 1}])
+        skip = client.post(f"{API}/products/import?on_error=skip_rows", headers=headers, content_type="text/csv",
+                           data="sku,stock\r\nTEA-1,1\r\nNEW-1,2\r\n")
+        for response in (patch, skip):
+            assert response.status_code == 403 and response.mimetype == "application/problem+json"
+    assert stored(db_session) == catalogue and records(db_session) == 1
+
+
+def test_bad_options_are_400_problems_and_change_nothing(client, admin, catalogue, db_session):
+    body = "sku,stock\r\nTEA-1,1\r\n"
+    answers = [post_csv(client, admin, body, "?on_error=skip"),
+               post_csv(client, admin, body, "?max_price_change=-5"),
+               post_csv(client, admin, body, "?max_price_change=1.234"),
+               post_csv(client, admin, body, "?max_price_change=ten&plan=true"),
+               client.patch(f"{API}/products?max_price_change=abc", headers=admin.headers,
+                            json=[{"sku": "TEA-1", "stock": 1}])]
+    fields = [next(iter(answer.get_json()["errors"])) for answer in answers]
+    assert fields == ["on_error", "max_price_change", "max_price_change", "max_price_change", "max_price_change"]
+    for answer in answers:
+        assert answer.status_code == 400 and answer.mimetype == "application/problem+json"
+        assert answer.get_json()["type"] == "urn:myapi:problem:validation-error"
+    assert stored(db_session) == catalogue and records(db_session) == 1
+
+
+def test_a_plan_with_a_version_column_and_with_skip_rows(client, admin, catalogue, db_session):
+    client.patch(f"{API}/products", headers=admin.headers, json=[{"sku": "TEA-2", "stock": 6}])
+    before = stored(db_session)
+    body = "sku,version,stock\r\nTEA-1,1,11\r\nTEA-2,1,50\r\nMUG-1,,4\r\nNEW-1,,1\r\n"
+    plan = post_csv(client, admin, body, "?plan=true").get_json()
+    assert (plan["updated"], plan["rejected"], plan["on_error"]) == (2, 2, "reject_file")
+    assert [(e["row"], e["field"]) for e in plan["errors"]] == [(3, "version"), (5, "sku")]
+    assert plan["refused"] == "2 row(s) have errors: with on_error=reject_file nothing would be written."
+    assert [change["sku"] for change in plan["changes"]] == ["TEA-1", "MUG-1"]
+    skipping = post_csv(client, admin, body, "?plan=true&on_error=skip_rows").get_json()
+    assert (skipping["updated"], skipping["rejected"], skipping["on_error"]) == (2, 2, "skip_rows")
+    assert skipping["refused"] is None  # skip_rows would write the two good rows
+    record = client.get(f"{API}/imports/{skipping['import_id']}", headers=admin.headers).get_json()
+    assert (record["plan"], record["on_error"], record["columns"]) == (True, "skip_rows", ["sku", "stock", "version"])
+    assert stored(db_session) == before

@@ -118,7 +118,7 @@ def test_a_pruned_since_is_410_and_a_fresh_export_starts_again(client, admin, ap
         from myapi.db import get_session
 
         session = get_session()
-        assert changes_service.prune(session, dt.timedelta(seconds=-1)) == 2
+        assert changes_service.prune(session, dt.timedelta(seconds=-1)) == 1  # the newest is kept (its id)
         session.commit()
     gone = client.get(f"{API}/products/changes?since=0")
     assert gone.status_code == 410
@@ -140,11 +140,11 @@ def prune_all(app) -> int:
 
 
 def test_writes_after_a_prune_are_in_the_feed(client, admin, app):
-    """Change ids are never reused (SQLite AUTOINCREMENT): a prune that empties the table loses nothing."""
+    """Change ids are never reused: a prune keeps the newest change, so SQLite's next id stays above it."""
     new_product(client, admin, "TEA-1")
     new_product(client, admin, "TEA-2")
     since = client.get(f"{API}/products/export").headers["X-Changes-Since"]
-    assert prune_all(app) == 2
+    assert prune_all(app) == 1  # all but the newest, whose id keeps SQLite's next ids above it
     new_product(client, admin, "TEA-3")
     entries = product_feed(client, since).get_json()["data"]
     assert [e["item"]["sku"] for e in entries] == ["TEA-3"]
@@ -221,8 +221,18 @@ def test_an_import_is_in_the_feed(client, admin):
     response = client.post(f"{API}/products/import", headers={**admin.headers, "Content-Type": "text/csv"},
                            data="sku,name,category,price,stock\nA-1,A,tea,1.00,1\nA-2,B,tea,2.00,2\n")
     assert response.status_code == 200, response.get_json()
-    entries = product_feed(client).get_json()["data"]
-    assert sorted(e["item"]["sku"] for e in entries) == ["A-1", "A-2"]
+    body = product_feed(client).get_json()
+    assert sorted(e["item"]["sku"] for e in body["data"]) == ["A-1", "A-2"]
+    # Again, one row changed, one unchanged, one new: the feed has exactly the two that were written.
+    again = client.post(f"{API}/products/import", headers={**admin.headers, "Content-Type": "text/csv"},
+                        data="sku,name,category,price,stock\nA-1,A,tea,1.00,1\nA-2,B,tea,2.50,2\nA-3,C,tea,3.00,3\n")
+    assert again.status_code == 200 and again.get_json()["unchanged"] == 1, again.get_json()
+    later = product_feed(client, body["next_since"]).get_json()["data"]
+    assert [(e["item"]["sku"], e["item"]["price"], e["version"]) for e in later] == [
+        ("A-2", "2.50", 2), ("A-3", "3.00", 1)]
+    with get_db(client.application).session() as session:
+        kinds = session.execute(select(Change.entity_id, Change.kind).order_by(Change.id)).all()
+    assert [kind for _, kind in kinds] == ["created", "created", "updated", "created"]
 
 
 def test_order_feeds_are_per_owner_and_admin_sees_all(client, admin, make_account):
@@ -255,6 +265,26 @@ def test_changes_are_written_with_the_transaction_or_not_at_all(client, admin, a
     with get_db(app).session() as session:
         assert len(session.scalars(select(Change)).all()) == 1  # the creation only
         assert session.get(ChangeHorizon, 1).change_id == 0
+
+
+def test_each_change_records_what_happened(client, admin, make_account, app):
+    """The kind the events of DESIGN §11 are named by: created, updated, status_changed, deleted."""
+    product = new_product(client, admin, "TEA-1", stock=10)
+    client.patch(f"{API}/products/{product['id']}", headers=admin.headers, json={"price": "5.00"})
+    buyer = make_account()
+    order = client.post(f"{API}/orders", headers=buyer.headers, json={
+        "items": [{"product_id": product["id"], "quantity": 1}], "shipping_address": "1 High St"}).get_json()
+    client.patch(f"{API}/orders/{order['id']}", headers=buyer.headers, json={"status": "cancelled"})
+    gone = new_product(client, admin, "TEA-2")
+    client.delete(f"{API}/products/{gone['id']}", headers=admin.headers)
+    with get_db(app).session() as session:
+        recorded = session.execute(select(Change.entity, Change.entity_id, Change.kind)
+                                   .order_by(Change.txid, Change.id)).all()
+    assert [tuple(row) for row in recorded] == [
+        ("product", product["id"], "created"), ("product", product["id"], "updated"),
+        ("order", order["id"], "created"), ("product", product["id"], "updated"),  # the stock it took
+        ("order", order["id"], "status_changed"), ("product", product["id"], "updated"),  # restocked
+        ("product", gone["id"], "created"), ("product", gone["id"], "deleted")]
 
 
 # -- keeping a local copy: Client.sync and `myapi remote sync` --------------------------------

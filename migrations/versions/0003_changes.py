@@ -44,13 +44,13 @@ def upgrade() -> None:
         sa.Column("txid", sa.BigInteger(), nullable=False),
         sa.Column("date_created", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_changes")),
-        # Ids never reused on SQLite, even after a prune empties the table: watermarks hold ids.
-        sqlite_autoincrement=True,
     )
-    op.create_index(op.f("ix_changes_date_created"), "changes", ["date_created"], unique=False)
+    # Two indexes only: every write pays for them (an import writes one change per row). The
+    # owners' index leaves products out (their owner is NULL); prune scans by date, rarely.
     op.create_index("ix_changes_entity_txid_id", "changes", ["entity", "txid", "id"], unique=False)
     op.create_index("ix_changes_owner_id_entity_txid_id", "changes", ["owner_id", "entity", "txid", "id"],
-                    unique=False)
+                    unique=False, sqlite_where=sa.text("owner_id IS NOT NULL"),
+                    postgresql_where=sa.text("owner_id IS NOT NULL"))
     op.create_table(
         "change_horizon",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -125,5 +125,4 @@ def downgrade() -> None:
     op.drop_table("change_horizon")
     op.drop_index("ix_changes_owner_id_entity_txid_id", table_name="changes")
     op.drop_index("ix_changes_entity_txid_id", table_name="changes")
-    op.drop_index(op.f("ix_changes_date_created"), table_name="changes")
     op.drop_table("changes")

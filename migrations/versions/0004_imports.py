@@ -4,8 +4,10 @@ Revision ID: 0004
 Revises: 0003
 Create Date: 2026-12-04
 
-``detail`` is JSON text holding bounded lists (the first 1,000 changes, the
-first 100 row errors): a record never grows with the size of the file.
+``detail`` is JSON text holding bounded lists (the first 100 changes of a
+file, every change of a PATCH /products, at most 1000; the first 100 row
+errors): a record never grows with the size of the file. ``mode`` is
+import, dry_run, plan or plan+dry_run.
 A record outlives a revoked API key (``api_key_id`` becomes NULL only if the
 key row itself is ever deleted); users are never deleted.
 """

@@ -31,6 +31,10 @@ from .media import PROBLEM as PROBLEM_MEDIA_TYPE
 
 log = logging.getLogger("myapi.errors")
 
+#: SQLSTATEs of a transaction the database rolled back for a concurrent one: a deadlock
+#: (40P01) or a serialization failure (40001). Nothing was written; a retry is safe.
+CONFLICTED_WRITES = frozenset({"40P01", "40001"})
+
 DOCS = f"{API_PREFIX}/docs"
 OPENAPI = f"{API_PREFIX}/openapi.json"
 #: RFC 8631: where a person (service-doc) and a program (service-desc) learn the API.
@@ -127,6 +131,12 @@ def problem_from_exception(error: BaseException) -> Problem:
         # database's message: it can contain values and schema details.
         log.warning("integrity error request_id=%s: %s", request_id(), error.orig)
         return Problem.of(problems.CONFLICT, "The request conflicts with the current state of the data.")
+    if isinstance(error, sa_exc.DBAPIError) and getattr(error.orig, "sqlstate", None) in CONFLICTED_WRITES:
+        # psycopg's DeadlockDetected and SerializationFailure (OperationalErrors, so before the next
+        # case): not an outage, a write that met a concurrent one. The transaction was rolled back.
+        log.warning("write conflict request_id=%s: %s", request_id(), error.orig)
+        return Problem.of(problems.WRITE_CONFLICT, "This write conflicted with a concurrent one and the database "
+                          "rolled it back: nothing was written. Retry it.", headers={"Retry-After": "1"})
     if isinstance(error, (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError)) or (
         isinstance(error, sa_exc.DBAPIError) and error.connection_invalidated
     ):
@@ -172,18 +182,25 @@ def body_too_large_detail(limit: int) -> str:
     """The 413's detail: the limit in words and bytes, and the setting that sets it.
 
     The limit is ``MYAPI_MAX_CONTENT_LENGTH``, or the resource's own
-    (``Resource.max_body_setting``: ``MYAPI_MAX_IMPORT_BYTES`` for the CSV import).
+    (``Resource.max_body_setting``: ``MYAPI_MAX_IMPORT_BYTES`` for the CSV import,
+    ``MYAPI_MAX_BULK_BYTES`` for ``PATCH /products``).
     """
     setting = "MAX_CONTENT_LENGTH"
     if has_request_context():
         view = current_app.view_functions.get(request.endpoint or "")
-        setting = getattr(getattr(view, "view_class", None), "max_body_setting", None) or setting
+        setting = body_setting(getattr(view, "view_class", None), request.method.lower()) or setting
     amount = f"{limit} bytes"
     for unit, size in (("MiB", 1 << 20), ("KiB", 1 << 10)):
         if limit >= size:
             amount = f"{limit / size:.3g} {unit} ({limit} bytes)"
             break
     return f"The request body is larger than {amount}, the limit set by MYAPI_{setting}."
+
+
+def body_setting(view_class, method: str) -> str | None:
+    """The config key of ``view_class``'s own body limit for ``method`` (``Resource.max_body_setting``), if any."""
+    setting = getattr(view_class, "max_body_setting", None)
+    return setting.get(method) if isinstance(setting, dict) else setting
 
 
 def unknown_url_detail(path: str) -> str:

@@ -29,6 +29,7 @@ from sqlalchemy.exc import DBAPIError
 from ..db import SAFE_METHODS, commit_session, discard_session, open_session
 from .auth import authorise
 from .contract import Contract, contract_of
+from .errors import body_setting
 from .idempotency import HEADER as IDEMPOTENCY_HEADER
 from .idempotency import run_idempotent
 from .media import CSV, JSON
@@ -45,8 +46,9 @@ class Resource(flask_restful.Resource):
     media_types: tuple[str, ...] = (JSON, CSV)
     #: Whether POST honours the Idempotency-Key header.
     idempotent_post: bool = True
-    #: The config key of a larger body limit than MAX_CONTENT_LENGTH, if any.
-    max_body_setting: str | None = None
+    #: The config key of a larger body limit than MAX_CONTENT_LENGTH, if any; or such keys by
+    #: method name (``{"patch": "MAX_BULK_BYTES"}``).
+    max_body_setting: str | dict[str, str] | None = None
 
     def dispatch_request(self, *args, **kwargs):
         name = request.method.lower()
@@ -55,8 +57,9 @@ class Resource(flask_restful.Resource):
         method = getattr(self, name)
         contract = contract_of(type(self), name) or Contract()
         g.media_type = negotiate(self.media_types)
-        if self.max_body_setting:
-            request.max_content_length = current_app.config[self.max_body_setting]
+        setting = body_setting(type(self), name)
+        if setting:
+            request.max_content_length = current_app.config[setting]
 
         def run() -> Response:
             self.admit(contract)

@@ -2,7 +2,8 @@
 
 One record per import, dry run or plan of ``POST /products/import`` and per
 ``PATCH /products`` (services/import_audit.py): who, when, the options, the
-counts and the plan of what changed (the first 1,000 changes). The field
+counts and the plan of what changed (a file's first 100 changes,
+``changes_truncated`` when it made more; a PATCH's every change). The field
 dicts of an import's own answer live here too: a record shows what its
 answer said.
 """
@@ -52,6 +53,7 @@ import_result_fields = {
     "error_count": fields.Integer,
     "errors": Entries(ROW_ERROR),  # the first 100
     "changes": Entries(CHANGE),  # the first 100 changes, in file order
+    "changes_truncated": fields.Boolean,  # more rows changed (or would) than `changes` lists
     "price_guardrail": Entries(PRICE_MOVE),  # a plan's offences of max_price_change
     "largest_price_changes": Entries(PRICE_MOVE, attribute=lambda result: (
         result.largest_price_changes or [])),  # a plan's ten largest price moves
@@ -90,6 +92,7 @@ import_fields = {
     **import_summary_fields,
     "errors": Entries(ROW_ERROR, attribute=_detail("errors", [])),
     "changes": Entries(CHANGE, attribute=_detail("changes", [])),
+    "changes_truncated": fields.Boolean,
     "price_guardrail": Entries(PRICE_MOVE, attribute=_detail("price_guardrail", [])),
     "largest_price_changes": Entries(PRICE_MOVE,
                                      attribute=lambda record: record.details.get("largest_price_changes") or []),

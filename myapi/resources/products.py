@@ -71,6 +71,7 @@ def product_location(product) -> str:
 
 class ProductList(Resource):
     change_feed = "/products/changes"  # the feed that continues it: its answers carry X-Changes-Since
+    max_body_setting = {"patch": "MAX_BULK_BYTES"}  # 1000 items with long descriptions pass 1 MiB
 
     @documented(summary="List products")
     @marshal_with(product_fields, paged=True)
@@ -89,8 +90,10 @@ class ProductList(Resource):
     @documented(summary="Change many products at once (all or nothing): a JSON array of changes by sku or id",
                 description="Each item names a product by `sku` or `id` and carries the fields to change, as "
                             "PATCH /products/{product_id} takes them, and optionally the `version` it was made "
-                            "from (a stale one is 412 for the whole request). Answers every named product as "
-                            "it is now, in the request's order; `X-Import-Id` names its audit record.",
+                            "from (a stale one is 412 for the whole request). Answers the changed products as "
+                            "they are now, in the request's order (an item equal to its stored product is no "
+                            "change and not listed; `Prefer: return=minimal`: 204); `X-Import-Id` names its "
+                            "audit record.",
                 errors=(409, 412), headers=(IMPORT_ID,))
     @marshal_with(product_fields, "data")
     @parses(bulk_parser, json_array=BULK_ITEMS)

@@ -15,7 +15,8 @@ anything is written:
   more than that percent (the import's guardrail, services/product_diff.py).
 
 A value equal to the stored one is no change; a product none of whose
-values change keeps its version (and ETag), like an unchanged import row.
+values change keeps its version (and ETag), like an unchanged import row,
+and is not in the answer: it answers the changed products (DESIGN §12).
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ MAX_ITEMS = 1000
 
 @dataclass
 class BulkResult:
-    """What a ``PATCH /products`` did: the items (as they are now, in the request's order) and the counts."""
+    """What a ``PATCH /products`` did: the changed products (as they are now, in the request's order), the counts."""
 
     items: list[Product]
     rows: int = 0
@@ -74,7 +75,7 @@ def bulk_update(session: Session, items: list[dict], *, max_price_change: Decima
     if stale:
         raise StaleItems(stale)
     guardrail = PriceGuardrail(max_price_change)
-    result = BulkResult(items=products, rows=len(items), max_price_change=max_price_change,
+    result = BulkResult(items=[], rows=len(items), max_price_change=max_price_change,
                         columns=tuple(name for name in DIFF_COLUMNS if any(name in item for item in items)))
     pending = []
     for index, (item, product) in enumerate(zip(items, products, strict=True)):
@@ -97,6 +98,7 @@ def bulk_update(session: Session, items: list[dict], *, max_price_change: Decima
     for product, changed in pending:
         for name, value in changed.items():
             setattr(product, name, value)
+        result.items.append(product)
     session.flush()  # one UPDATE per changed product, each checking and bumping its version
     if actor is not None:
         result.import_id = record_patch(session, actor, result)

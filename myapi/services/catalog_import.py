@@ -5,7 +5,9 @@ same input types as ``PUT /products/<id>`` (given to it as ``rules``), and
 upserts valid rows by sku in batches inside one transaction. Memory holds a
 few batches, not the file. Imports run one at a time (an advisory lock on
 PostgreSQL; ``BEGIN IMMEDIATE`` on SQLite), so two overlapping uploads
-neither deadlock nor interleave.
+neither deadlock nor interleave. A plan (and a dry run on the reading path),
+which writes nothing but its audit record, does not take the lock: on
+PostgreSQL it runs alongside an import (it reads the committed catalogue).
 
 **The columns.** A file names ``sku`` and any of the other WRITABLE columns
 (``product_columns``), in any order. A stored product changes in the
@@ -200,6 +202,11 @@ class ImportResult:
     def list_change(self, entry: dict) -> None:
         if len(self.changes) < CHANGES_LISTED:
             self.changes.append(entry)
+
+    @property
+    def changes_truncated(self) -> bool:
+        """Whether more rows changed (or would) than ``changes`` lists."""
+        return len(self.changes) < self.created + self.updated
 
     @property
     def listing(self) -> bool:
@@ -724,12 +731,16 @@ def import_products(session: Session, lines: Iterable[str], rules: dict[str, Rul
     except UnicodeDecodeError:
         raise ImportRejected("The file is not UTF-8 text.") from None
     backend = backend_for(session)
-    backend.lock_imports(session)
+    reads_first = (options.plan or options.on_error != "reject_file" or options.max_price_change is not None
+                   or layout.partial or layout.version_at is not None)
+    if options.writes or not reads_first:
+        # Only an import that writes takes the lock (a dry run on the default path writes too, in a
+        # savepoint). A plan, or a dry run on the reading path, only reads: it never waits for a
+        # running import, nor makes one wait, however long its file.
+        backend.lock_imports(session)
     result = ImportResult(dry_run=options.dry_run, plan=options.plan, on_error=options.on_error,
                           max_price_change=options.max_price_change, layout=layout,
                           columns=tuple([*layout.present, *([VERSION] if layout.version_at is not None else [])]))
-    reads_first = (options.plan or options.on_error != "reject_file" or options.max_price_change is not None
-                   or layout.partial or layout.version_at is not None)
     if reads_first:
         if options.spool is not None:
             result.spool = Spool(options.spool)

@@ -183,8 +183,11 @@ def prune(session: Session, retention: dt.timedelta) -> int:
     session.execute(update(ChangeHorizon).where(ChangeHorizon.id == 1)
                     .values(txid=newest.txid, change_id=newest.id))
     # Everything at or before the new horizon goes, whatever its age: a since before it is 410 anyway.
+    # Except the newest change of all: SQLite gives a new row the highest id + 1, so an emptied table
+    # would hand out ids again that watermarks already passed (AUTOINCREMENT would cost every write).
+    newest_of_all = select(func.max(Change.id)).scalar_subquery()
     return session.execute(delete(Change).where(
-        tuple_(Change.txid, Change.id) <= tuple_(newest.txid, newest.id))).rowcount
+        tuple_(Change.txid, Change.id) <= tuple_(newest.txid, newest.id), Change.id < newest_of_all)).rowcount
 
 
 def check_watermark(value: str) -> Watermark:

@@ -4,10 +4,11 @@ Every import that answers 200 (an import, a dry run, a plan) and every
 ``PATCH /products`` adds one ``ImportRecord`` in the request's own
 transaction, so a record exists if and only if its change committed (a
 refused file changes nothing and has none: its answer is the problem). The
-record keeps the counts and the answer's bounded lists (the first 1,000
-changes, the first 100 row errors, the guardrail's first 100 offences), so
-it never grows with the file; the full diff of a file is only ever
-streamed, at request time, by a plan. No Flask.
+record keeps the counts and the answer's bounded lists (the first 100
+changes, ``CHANGES_LISTED``, and ``changes_truncated`` when there were more;
+the first 100 row errors; the guardrail's first 100 offences; a PATCH's
+every change, at most 1000), so it never grows with the file; the full diff
+of a file is only ever streamed, at request time, by a plan. No Flask.
 """
 
 from __future__ import annotations
@@ -35,9 +36,8 @@ class Actor:
 
 
 def _mode(result) -> str:
-    if getattr(result, "plan", False):
-        return "plan"
-    return "dry_run" if getattr(result, "dry_run", False) else "import"
+    """``import``, ``plan``, ``dry_run`` or ``plan+dry_run``: the record says what the answer said."""
+    return "+".join(name for name in ("plan", "dry_run") if getattr(result, name, False)) or "import"
 
 
 def _add(session: Session, actor: Actor, source: str, result, detail: dict) -> int:
