@@ -980,40 +980,21 @@ class Client:
                                 timeout=timeout or self.timeout)
         if received is not None:  # the caller wants the answer's headers (an export's X-Changes-Since)
             received.update(response.headers)
-        owned = not hasattr(target, "write")
-        partial = f"{os.fspath(target)}.part" if owned else None
         rows = _RowCounter(csv=format == "csv") if format in ("csv", "ndjson") else None
         if rows is None:
             bar = _progress_bar(progress, _int_or_none(response.headers.get("Content-Length")), "download")
         else:
             total = _int_or_none(response.headers.get("X-Total-Count")) if items != "rows" else None
             bar = _progress_bar(progress, total, "download", items)
-        written = 0
+
+        def advance(chunk: bytes) -> None:
+            bar.update(len(chunk) if rows is None else rows(chunk))
+
         try:
-            out = open(partial, "wb") if owned else target  # noqa: SIM115 (closed below)
-            try:
-                for chunk in response.iter_content(CHUNK):
-                    out.write(chunk)
-                    written += len(chunk)
-                    if bar is not None:
-                        bar.update(len(chunk) if rows is None else rows(chunk))
-                if owned:
-                    out.flush()
-                    os.fsync(out.fileno())
-            finally:
-                if owned:
-                    out.close()
-            if owned:
-                os.replace(partial, target)
-        except BaseException:
-            if owned and os.path.exists(partial):
-                os.unlink(partial)
-            raise
+            return _save_stream(response, target, advance if bar is not None else None)
         finally:
-            response.close()
             if bar is not None:
                 bar.close()
-        return written
 
 
 def _two_places(value: str | int | float | Decimal | None, name: str) -> str | None:
@@ -1041,8 +1022,9 @@ class _Changed(list):
     import_id: int | None = None
 
 
-def _save_stream(response: requests.Response, target) -> int:
-    """Write a streamed answer to ``target`` (a path: via ``<path>.part``, renamed when whole); the bytes."""
+def _save_stream(response: requests.Response, target, on_chunk: Callable[[bytes], None] | None = None) -> int:
+    """Write a streamed answer to ``target`` (a path: via ``<path>.part``, on disk and renamed when whole,
+    so a broken download never leaves a file that looks whole); the bytes written."""
     owned = not hasattr(target, "write")
     partial = f"{os.fspath(target)}.part" if owned else None
     written = 0
@@ -1052,6 +1034,11 @@ def _save_stream(response: requests.Response, target) -> int:
             for chunk in response.iter_content(CHUNK):
                 out.write(chunk)
                 written += len(chunk)
+                if on_chunk is not None:
+                    on_chunk(chunk)
+            if owned:
+                out.flush()
+                os.fsync(out.fileno())
         finally:
             if owned:
                 out.close()

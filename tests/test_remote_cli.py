@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import csv
+import fcntl
 import io
 import json
 import os
 import pty
 import stat
+import struct
 import subprocess
 import sys
+import termios
 import threading
 import time
 
@@ -234,15 +237,29 @@ def test_as_a_subprocess(live_server, admin, tmp_path, config_home):
     assert export.returncode == 0 and export.stderr.startswith("exported ") and "download" not in export.stderr
     assert exported.read_text().count("\n") == 4
 
-    # On a terminal the same export shows a progress bar (on stderr).
+    # When stderr is a terminal the same export shows a progress bar there (tqdm draws on stderr).
     leader, follower = pty.openpty()
+    # A new pty is 0 columns wide, where tqdm draws nothing: give it a terminal's size.
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
+    drawn = b""
     try:
         with_bar = subprocess.run([sys.executable, "-m", "myapi.cli", "remote", "products", "export", str(exported)],
-                                  env=env, stdout=follower, stderr=subprocess.PIPE, text=True, timeout=60)
-    finally:
+                                  env=env, stdout=subprocess.PIPE, stderr=follower, timeout=60)
         os.close(follower)
+        follower = None
+        while True:
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:  # EIO: the terminal's other end is closed and everything was read
+                break
+            if not chunk:
+                break
+            drawn += chunk
+    finally:
+        if follower is not None:
+            os.close(follower)
         os.close(leader)
-    assert with_bar.returncode == 0 and "download" in with_bar.stderr
+    assert with_bar.returncode == 0 and b"download" in drawn and b"exported " in drawn
 
     bad = tmp_path / "bad.csv"
     bad.write_text(BAD_CSV)
