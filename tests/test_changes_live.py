@@ -68,30 +68,44 @@ def test_followers_end_with_exactly_the_tables(start_server, make_account, app):
             "sku": f"P-{n}", "name": f"Product {n}", "category": "tea", "price": "5.00", "stock": 100})
         product_ids.append(response.json()["id"])
 
-    copies, since, stop = {}, {}, threading.Event()
-    for path in ("products", "orders"):
-        export = requests.get(f"{base}{API}/{path}/export", headers=admin, timeout=TIMEOUT)
-        copies[path] = {item["id"]: item for item in export.json()}
-        since[path] = export.headers["X-Changes-Since"]
-    followers = {path: threading.Thread(target=lambda p=path: since.__setitem__(
-        p, follow(base, p, admin, copies[p], since[p], stop))) for path in copies}
-    errors: list = []
+    stop, errors = threading.Event(), []
+    copies, since, followers = {}, {}, []
+
+    def start_following(when: str) -> None:
+        """Export both tables now and follow their feeds from the exports' watermarks."""
+        for path in ("products", "orders"):
+            export = requests.get(f"{base}{API}/{path}/export", headers=admin, timeout=TIMEOUT)
+            key = (when, path)
+            copies[key] = {item["id"]: item for item in export.json()}
+            since[key] = export.headers["X-Changes-Since"]
+            follower = threading.Thread(target=lambda k=key, p=path: since.__setitem__(
+                k, follow(base, p, admin, copies[k], since[k], stop)))
+            follower.start()
+            followers.append(follower)
+
+    start_following("before the writes")
     writers = [threading.Thread(target=writer, args=(base, admin, customers, product_ids, seed, errors))
                for seed in range(4)]
-    for thread in [*followers.values(), *writers]:
+    for thread in writers:
         thread.start()
+    deadline = time.monotonic() + 30
+    while len(product_ids) < 35 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    start_following("amid the writes")  # exports taken while 4 workers commit
     for thread in writers:
         thread.join()
     settle(app)  # every write committed; let the feed's horizon pass them
     stop.set()
-    for thread in followers.values():
+    for thread in followers:
         thread.join(120)
     assert errors == []
+    assert len(copies) == 4
 
     products = {item["id"]: item for item in requests.get(f"{base}{API}/products/export", timeout=TIMEOUT).json()}
-    assert set(copies["products"]) == set(products) and len(products) > 20
-    assert copies["products"] == products  # every field: prices, stock, is_available, date_updated...
     orders = {item["id"]: item for item in
               requests.get(f"{base}{API}/orders/export", headers=admin, timeout=TIMEOUT).json()}
-    assert len(orders) > 10
-    assert copies["orders"] == orders
+    assert len(products) > 20 and len(orders) > 10
+    for when in ("before the writes", "amid the writes"):
+        assert set(copies[when, "products"]) == set(products), when
+        assert copies[when, "products"] == products, when  # every field: prices, stock, is_available...
+        assert copies[when, "orders"] == orders, when

@@ -273,25 +273,27 @@ def test_a_walk_started_before_changes_then_the_feed_is_the_table(client, db_ses
     assert copy == table
 
 
-def test_the_client_walks_while_another_thread_writes(app, live_server, db_session, shelf):
+def test_the_client_walks_while_other_threads_write(app, live_server, db_session, shelf):
     rng = random.Random(11)
     doomed = set(rng.sample(shelf, 6))
     volatile = set(rng.sample(sorted(set(shelf) - doomed), 6))  # their name (the sort key) changes
     stop = threading.Event()
     errors: list[BaseException] = []
 
-    def writer() -> None:
+    def writer(number: int) -> None:
         session = get_db(app).session(write=True)
+        own = random.Random(number)
         try:
             for n in itertools.count():
                 if stop.is_set():
                     break
-                session.add(Product(sku=f"W-{n}", name=NAMES[n % len(NAMES)], category="mugs", price=Decimal("2.50")))
+                session.add(Product(sku=f"W{number}-{n}", name=NAMES[n % len(NAMES)], category="mugs",
+                                    price=Decimal("2.50")))
                 if n % 3 == 0 and doomed:
                     session.execute(delete(Product).where(Product.id == doomed.pop()))
                 if n % 3 == 1 and volatile:
                     session.execute(update(Product).where(Product.id == volatile.pop()).values(name=f"Renamed {n}"))
-                session.execute(update(Product).where(Product.id == rng.choice(shelf)).values(stock=n % 9))
+                session.execute(update(Product).where(Product.id == own.choice(shelf)).values(stock=n % 9))
                 session.commit()
                 time.sleep(0.002)
         except BaseException as error:  # pragma: no cover (reported below)
@@ -300,8 +302,9 @@ def test_the_client_walks_while_another_thread_writes(app, live_server, db_sessi
             session.close()
 
     all_doomed, all_volatile = set(doomed), set(volatile)
-    thread = threading.Thread(target=writer, daemon=True)
-    thread.start()
+    threads = [threading.Thread(target=writer, args=(number,), daemon=True) for number in range(3)]
+    for thread in threads:
+        thread.start()
     seen = []
     try:
         for product in Client(live_server).iter_products(sort="name,-price", per_page=3):
@@ -310,7 +313,8 @@ def test_the_client_walks_while_another_thread_writes(app, live_server, db_sessi
                 time.sleep(0.01)  # let the writer in between pages
     finally:
         stop.set()
-        thread.join(10)
+        for thread in threads:
+            thread.join(10)
     assert not errors
     untouched = set(shelf) - all_doomed - all_volatile
     assert sorted(i for i in seen if i in untouched) == sorted(untouched)
