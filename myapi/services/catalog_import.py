@@ -346,6 +346,25 @@ def _validated_batches(reader, layout: Layout, rules: dict[str, Rule], result: I
     validated = _validator(layout, rules)
     report = result.add_error
     batch: dict[str, tuple[int, tuple]] = {}  # sku -> (row number, row)
+    for row_number, record in _numbered_records(reader, result):
+        row = validated(record, row_number, report)
+        if row is None:
+            continue
+        earlier = batch.get(row[SKU_AT])
+        if earlier is not None:
+            repeated_sku(report, row[SKU_AT], earlier[0], row_number)
+            continue
+        batch[row[SKU_AT]] = (row_number, row)
+        if len(batch) >= batch_size:
+            yield _unzipped(batch)
+            batch = {}
+    if batch:
+        yield _unzipped(batch)
+
+
+def _numbered_records(reader, result: ImportResult) -> Iterator[tuple[int, list[str]]]:
+    """The file's non-blank records with their row numbers (the header is row 1), each counted in
+    ``result.rows``; a file that stops being CSV or UTF-8 ends here with a row error (``unreadable``)."""
     row_number = 1
     try:
         for record in reader:
@@ -353,23 +372,13 @@ def _validated_batches(reader, layout: Layout, rules: dict[str, Rule], result: I
             if not "".join(record).strip():
                 continue  # blank lines are not products
             result.rows += 1
-            row = validated(record, row_number, report)
-            if row is None:
-                continue
-            earlier = batch.get(row[SKU_AT])
-            if earlier is not None:
-                repeated_sku(report, row[SKU_AT], earlier[0], row_number)
-                continue
-            batch[row[SKU_AT]] = (row_number, row)
-            if len(batch) >= batch_size:
-                yield _unzipped(batch)
-                batch = {}
+            yield row_number, record
     except csv.Error as error:
         result.add_error(row_number + 1, "*", f"Not valid CSV: {error}.")
+        result.unreadable = True
     except UnicodeDecodeError:
         result.add_error(row_number + 1, "*", "The file is not UTF-8 text.")
-    if batch:
-        yield _unzipped(batch)
+        result.unreadable = True
 
 
 def _repeats_across_batches(found: list[tuple[str, int]], result: ImportResult) -> None:
@@ -492,23 +501,11 @@ def _entry(row: int, sku: str | None, action: str, changes: dict | None = None) 
 def _record_batches(reader, result: ImportResult, size: int) -> Iterator[list[tuple[int, list[str]]]]:
     """The file's non-blank records with their row numbers, ``size`` at a time."""
     batch: list[tuple[int, list[str]]] = []
-    row_number = 1
-    try:
-        for record in reader:
-            row_number += 1
-            if not "".join(record).strip():
-                continue  # blank lines are not products
-            result.rows += 1
-            batch.append((row_number, record))
-            if len(batch) >= size:
-                yield batch
-                batch = []
-    except csv.Error as error:
-        result.add_error(row_number + 1, "*", f"Not valid CSV: {error}.")
-        result.unreadable = True
-    except UnicodeDecodeError:
-        result.add_error(row_number + 1, "*", "The file is not UTF-8 text.")
-        result.unreadable = True
+    for numbered in _numbered_records(reader, result):
+        batch.append(numbered)
+        if len(batch) >= size:
+            yield batch
+            batch = []
     if batch:
         yield batch
 
