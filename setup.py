@@ -36,6 +36,7 @@ setup(
         "swagger-ui-bundle>=1.1",  # the /docs page's assets, served offline
         "requests>=2.32",  # myapi.client
         "tqdm>=4.66",  # progress bars of `myapi remote`
+        "standardwebhooks>=1.1,<2",  # signs webhook deliveries (DESIGN §11), as receivers verify them
     ],
     extras_require={
         "test": [

@@ -27,6 +27,7 @@ from .config import load_config
 from .db import init_app as init_db
 from .resources.api_keys import ApiKey, ApiKeyList
 from .resources.docs import ApiIndex, Docs, DocsAsset, OpenApiDocument
+from .resources.events import EventList
 from .resources.health import Health
 from .resources.imports import Import, ImportList
 from .resources.orders import Order, OrderChanges, OrderExport, OrderList
@@ -34,6 +35,7 @@ from .resources.products import Product, ProductChanges, ProductExport, ProductI
 from .resources.reports import MonthlyRevenue, RevenueByCategory, TopCustomers
 from .resources.tokens import CurrentToken, TokenList
 from .resources.users import CurrentUser, User, UserList
+from .resources.webhooks import Webhook, WebhookDeliveryList, WebhookDeliveryRetry, WebhookList, WebhookSecret
 
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
@@ -98,6 +100,13 @@ def register_routes(api: Api) -> None:
     api.add_resource(OrderExport, "/orders/export")
     api.add_resource(OrderChanges, "/orders/changes")
     api.add_resource(Order, "/orders/<id:order_id>")
+
+    api.add_resource(EventList, "/events")
+    api.add_resource(WebhookList, "/webhooks")
+    api.add_resource(Webhook, "/webhooks/<id:webhook_id>")
+    api.add_resource(WebhookSecret, "/webhooks/<id:webhook_id>/rotate-secret")
+    api.add_resource(WebhookDeliveryList, "/webhooks/<id:webhook_id>/deliveries")
+    api.add_resource(WebhookDeliveryRetry, "/webhooks/<id:webhook_id>/deliveries/<id:delivery_id>/retry")
 
     api.add_resource(TopCustomers, "/reports/top-customers")
     api.add_resource(RevenueByCategory, "/reports/revenue-by-category")

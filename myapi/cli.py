@@ -146,6 +146,39 @@ def prune() -> None:
     click.echo(", ".join(f"{v} {k} deleted" for k, v in counts.items()), err=True)
 
 
+# -- worker -----------------------------------------------------------------
+
+
+@main.command()
+@click.option("--poll", type=float, default=1.0, show_default=True, help="seconds to wait when idle.")
+@click.option("--lease", type=int, default=60, show_default=True,
+              help="seconds a claimed delivery stays this worker's (a killed worker's is retried after it).")
+def worker(poll: float, lease: int) -> None:
+    """Deliver events to webhooks (DESIGN §11) until SIGTERM or SIGINT; JSON log lines on stderr.
+
+    Run any number, on any hosts, on PostgreSQL (one on SQLite). A stop
+    finishes the POST under way and records it; nothing stays claimed.
+    """
+    import datetime as dt
+    import signal
+    import socket
+    import threading
+    import uuid
+
+    from .worker import WorkerOptions, run
+
+    app = migrated_app()
+    stopping = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stopping.set())
+    name = f"{socket.gethostname()[:60]}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+    options = WorkerOptions(lease=dt.timedelta(seconds=max(lease, 15)), poll=poll,
+                            allow_private=app.config["WEBHOOK_ALLOW_PRIVATE"])
+    database = get_db(app)
+    with app.app_context():
+        run(lambda: database.session(write=True), name, options, stopping)
+
+
 # -- users ------------------------------------------------------------------
 
 
@@ -209,12 +242,13 @@ def create_key(username: str, name: str, scopes: tuple[str, ...], expires_at: st
     """Create an API key for USERNAME and print its secret (shown this once)."""
     from .common import inputs
     from .db import get_session
+    from .resources.api_keys import scope_list
     from .services import api_keys
     from .services import users as users_service
     from .services.errors import DomainError
 
     values = {}
-    for field, check, value in (("name", inputs.text(100, 1), name), ("scope", inputs.scope_list, list(scopes)),
+    for field, check, value in (("name", inputs.text(100, 1), name), ("scope", scope_list, list(scopes)),
                                 ("expires-at", inputs.iso8601_datetime, expires_at)):
         try:
             values[field] = check(value) if value is not None else None

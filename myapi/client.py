@@ -36,8 +36,8 @@ What the client does so that scripts do not have to:
   ``update_product(item, changes)`` and the write carries ``If-Match``: a
   stale copy raises :class:`PreconditionFailed` instead of overwriting
   someone else's change. Pages of a list are :class:`Page` (``list_*``);
-  ``iter_products``, ``iter_orders``, ``iter_users`` and ``iter_api_keys``
-  walk the whole list by cursor (``next_cursor``): every row that exists,
+  ``iter_products``, ``iter_orders``, ``iter_users``, ``iter_api_keys``,
+  ``iter_webhooks`` and ``iter_deliveries`` walk the whole list by cursor (``next_cursor``): every row that exists,
   unchanged in its sort key, for the whole walk comes exactly once, whatever
   is inserted, changed or deleted meanwhile.
 * **Streams.** ``export_products`` / ``export_orders`` write to a file while
@@ -592,7 +592,7 @@ class Client:
     # -- health and tokens -------------------------------------------------------
 
     def health(self) -> dict:
-        """``GET /health``: ``{"status", "database", "version"}``."""
+        """``GET /health``: ``{"status", "database", "version", "webhooks_oldest_undelivered_seconds"}``."""
         return self._json("GET", "/health")
 
     def sign_in(self, username: str, password: str) -> dict:
@@ -628,6 +628,97 @@ class Client:
         """``DELETE /api-keys/<id>``: the key stops working at once."""
         key_id = key["id"] if isinstance(key, Mapping) else key
         self.request("DELETE", f"/api-keys/{key_id}")
+
+    # -- webhooks and events (admin, or a key with webhooks:manage; DESIGN §11) -----
+
+    def create_webhook(self, url: str, events: Iterable[str], description: str | None = None, *,
+                       is_active: bool | None = None) -> Item:
+        """``POST /webhooks``: subscribe ``url`` to ``events`` (``order.created``...); the signing
+        ``secret`` (``whsec_…``) is in this answer only: keep it, a list or a read never shows it."""
+        body: dict[str, Any] = {"url": url, "events": list(events)}
+        if description is not None:
+            body["description"] = description
+        if is_active is not None:
+            body["is_active"] = is_active
+        return self._item("POST", "/webhooks", json=body)
+
+    def list_webhooks(self, **params) -> Page:
+        """``GET /webhooks``: one page of subscriptions (never their secrets). Filters: is_active, sort."""
+        return self._page("/webhooks", params)
+
+    def webhooks(self, **filters) -> list[dict]:
+        """Every subscription matching ``filters`` (``is_active``, ``sort``), as a list."""
+        return list(self.iter_webhooks(**filters))
+
+    def iter_webhooks(self, **filters) -> Iterator[dict]:
+        """Every subscription matching ``filters``, walked by cursor."""
+        return self._iterate("/webhooks", filters)
+
+    def webhook(self, webhook_id: int) -> Item:
+        """``GET /webhooks/<id>``: one subscription, with its ``etag`` (never its secret)."""
+        return self._item("GET", f"/webhooks/{webhook_id}")
+
+    get_webhook = webhook
+
+    def update_webhook(self, webhook: int | Item, *, if_match: str | None = None, **changes) -> Item:
+        """``PATCH /webhooks/<id>``: change ``url``, ``events``, ``description`` or ``is_active``.
+
+        Give the :class:`Item` you read (or ``if_match=``) to send its ETag: a stale one raises
+        :class:`PreconditionFailed`.
+        """
+        webhook_id, headers = self._if_match(webhook, if_match)
+        if "events" in changes and changes["events"] is not None:
+            changes["events"] = list(changes["events"])
+        return self._item("PATCH", f"/webhooks/{webhook_id}", json=changes, headers=headers)
+
+    def delete_webhook(self, webhook: int | Item, *, if_match: str | None = None) -> None:
+        """``DELETE /webhooks/<id>``: the subscription goes, with its delivery log and pending deliveries."""
+        webhook_id, headers = self._if_match(webhook, if_match)
+        self.request("DELETE", f"/webhooks/{webhook_id}", headers=headers)
+
+    def rotate_webhook_secret(self, webhook: int | Mapping) -> Item:
+        """``POST /webhooks/<id>/rotate-secret``: a new ``secret``, in this answer only; the previous one
+        keeps signing until ``previous_secret_expires_at`` (24 h)."""
+        webhook_id = webhook["id"] if isinstance(webhook, Mapping) else webhook
+        return self._item("POST", f"/webhooks/{webhook_id}/rotate-secret")
+
+    def list_deliveries(self, webhook_id: int, **params) -> Page:
+        """``GET /webhooks/<id>/deliveries``: one page of the delivery log. Filters: status
+        (pending, delivering, succeeded, failed), sort (id, next_attempt_at)."""
+        return self._page(f"/webhooks/{webhook_id}/deliveries", params)
+
+    def deliveries(self, webhook_id: int, **filters) -> list[dict]:
+        """A subscription's every delivery matching ``filters`` (``status``, ``sort``), as a list."""
+        return list(self.iter_deliveries(webhook_id, **filters))
+
+    def iter_deliveries(self, webhook_id: int, **filters) -> Iterator[dict]:
+        """A subscription's every delivery matching ``filters``, walked by cursor."""
+        return self._iterate(f"/webhooks/{webhook_id}/deliveries", filters)
+
+    def retry_delivery(self, webhook_id: int, delivery_id: int) -> Item:
+        """``POST /webhooks/<id>/deliveries/<id>/retry``: send it again now (a failed one gets one more
+        attempt); :class:`Conflict` while it is being sent."""
+        return self._item("POST", f"/webhooks/{webhook_id}/deliveries/{delivery_id}/retry")
+
+    def events(self, since: str, types: Iterable[str] | str | None = None, *, limit: int = 100) -> dict:
+        """``GET /events``: ``{"data": [{id, type, created, data, seq}], "next_since"}``, every event after
+        the watermark ``since`` ("0": from the oldest kept) in commit order; ``types`` keeps only those."""
+        if types is not None and not isinstance(types, str):
+            types = ",".join(types)
+        return self._json("GET", "/events", params={"since": since, "types": types, "limit": limit})
+
+    def iter_events(self, since: str, types: Iterable[str] | str | None = None, *,
+                    limit: int = 100) -> Iterator[dict]:
+        """Every event after ``since`` up to the end of the feed as it is now (the first short page);
+        each event's ``seq`` is the watermark to resume after it."""
+        if types is not None and not isinstance(types, str):
+            types = ",".join(types)
+        while True:
+            page = self.events(since, types, limit=limit)
+            yield from page["data"]
+            if len(page["data"]) < limit:
+                return
+            since = page["next_since"]
 
     # -- users -------------------------------------------------------------------
 

@@ -65,6 +65,8 @@ SETTINGS: dict[str, tuple] = {
     "CHANGES_RETENTION": (_days, 30),
     # Days the audit records of imports and PATCH /products are kept (`myapi db prune` deletes older ones).
     "IMPORTS_RETENTION": (_days, 365),
+    # Webhooks may target private, loopback and link-local addresses (tests, local set-ups only: DESIGN §11).
+    "WEBHOOK_ALLOW_PRIVATE": (_bool, False),
     # argon2 cost. The defaults follow the OWASP minimum (19 MiB, 2 passes);
     # the test suite lowers them so hundreds of sign-ups stay fast.
     "ARGON2_MEMORY_COST": (_int, 19 * 1024),

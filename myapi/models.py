@@ -189,7 +189,7 @@ class Change(Base):
     __tablename__ = "changes"
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
-    entity: Mapped[str] = mapped_column(String(16))  # "product" | "order"
+    entity: Mapped[str] = mapped_column(String(16))  # "product" | "order" | "import" (a completed CSV import)
     entity_id: Mapped[int] = mapped_column(Integer)
     op: Mapped[str] = mapped_column(String(8))  # "upsert" | "delete"
     # What happened, for events (DESIGN §11): "created" | "updated" | "status_changed" | "deleted" | "completed"
@@ -341,6 +341,88 @@ class ImportRecord(Base):
     def details(self) -> dict:
         """``detail`` parsed: the lists of the answer (changes, errors, price_guardrail...)."""
         return json.loads(self.detail or "{}")
+
+
+WEBHOOK_EVENT_TYPES = ("product.created", "product.updated", "product.deleted", "order.created",
+                       "order.status_changed", "import.completed")
+DELIVERY_STATUSES = ("pending", "delivering", "succeeded", "failed")
+
+
+class Webhook(Timestamped, Base):
+    """A subscription (DESIGN §11): events of ``events`` are POSTed to ``url``, signed with ``secret``.
+
+    The secret is kept as it was given out (Standard Webhooks ``whsec_`` +
+    base64): signing needs the secret itself, so unlike passwords, tokens
+    and API keys it cannot be stored as a hash. It never leaves the
+    database after the answer that created (or rotated) it. After a
+    rotation the previous secret keeps signing too until
+    ``previous_secret_expires_at`` (24 h): receivers switch at their pace.
+    """
+
+    __tablename__ = "webhooks"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    url: Mapped[str] = mapped_column(String(2000))
+    events: Mapped[str] = mapped_column(String(400))  # space-separated, in WEBHOOK_EVENT_TYPES order
+    description: Mapped[str] = mapped_column(String(500), default="")
+    is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    secret: Mapped[str] = mapped_column(String(100))
+    previous_secret: Mapped[str | None] = mapped_column(String(100))
+    previous_secret_expires_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    version: Mapped[int] = mapped_column(Integer)
+
+    __mapper_args__ = {"version_id_col": version}
+
+    @property
+    def event_list(self) -> list[str]:
+        return self.events.split()
+
+
+class WebhookDelivery(Base):
+    """One event for one subscription, and where its delivery is (DESIGN §11).
+
+    ``status``: pending (waiting for ``next_attempt_at``), delivering (a
+    worker holds it until ``lease_expires_at``), succeeded (a 2xx), failed
+    (no 2xx for 24 h, or the subscription refused it for good).
+    ``payload`` is the event JSON exactly as sent, so every retry is
+    byte-identical and its signature verifies the same.
+    """
+
+    __tablename__ = "webhook_deliveries"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    webhook_id: Mapped[int] = mapped_column(ForeignKey("webhooks.id", ondelete="CASCADE"))
+    change_id: Mapped[int] = mapped_column(BigInteger)  # the event's id (a changes row)
+    event_type: Mapped[str] = mapped_column(String(40))
+    entity: Mapped[str] = mapped_column(String(16))
+    entity_id: Mapped[int] = mapped_column(Integer)
+    payload: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    lease_expires_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    leased_by: Mapped[str | None] = mapped_column(String(100))
+    last_attempt_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    last_status_code: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(String(500))
+    date_created: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    __table_args__ = (
+        UniqueConstraint("webhook_id", "change_id", name="uq_webhook_deliveries_webhook_id"),
+        Index("ix_webhook_deliveries_status_next_attempt_at", "status", "next_attempt_at"),
+        Index("ix_webhook_deliveries_webhook_id_entity_id", "webhook_id", "entity", "entity_id", "id"),
+    )
+
+
+class WebhookDispatch(Base):
+    """How far events were turned into deliveries (one row): the change feed watermark of the fan-out."""
+
+    __tablename__ = "webhook_dispatch"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    txid: Mapped[int] = mapped_column(BigInteger, default=0)
+    change_id: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
 class IdempotencyKey(Base):

@@ -28,7 +28,7 @@ import requests
 from .client import API_PREFIX, ApiError, Client, RateLimited, Unauthorized, ValidationFailed, unreachable
 from .clihelp import HelpGroup
 from .csvcells import plain_cell
-from .models import API_KEY_SCOPES
+from .models import API_KEY_SCOPES, DELIVERY_STATUSES, WEBHOOK_EVENT_TYPES
 
 DEFAULT_URL = "http://127.0.0.1:5000"
 #: A command talks to a person: a server that does not answer gets two quick, announced
@@ -592,3 +592,76 @@ def keys_revoke(key_id) -> None:
     """Revoke a key: it stops working at once."""
     connect().revoke_api_key(key_id)
     click.echo(f"API key {key_id} revoked", err=True)
+
+
+# -- webhooks (DESIGN §11) ----------------------------------------------------------
+
+
+@remote.group()
+def webhooks() -> None:
+    """Webhook subscriptions and their deliveries (admin, or a key with webhooks:manage)."""
+
+
+WEBHOOK_COLUMNS = ("id", "url", "events", "is_active", "description", "date_created")
+DELIVERY_COLUMNS = ("id", "event_id", "event_type", "entity_id", "status", "attempts", "last_status_code",
+                    "last_error", "next_attempt_at")
+
+
+@webhooks.command("create")
+@click.argument("url")
+@click.option("--event", "events", multiple=True, required=True, type=click.Choice(WEBHOOK_EVENT_TYPES),
+              help="An event type to send; repeat for several.")
+@click.option("--description", default=None, help="What the receiver is, for the list.")
+def webhooks_create(url, events, description) -> None:
+    """Subscribe URL to events and print its signing secret: the only time it is shown."""
+    webhook = connect().create_webhook(url, events, description=description)
+    click.echo(f"webhook {webhook['id']} ({', '.join(webhook['events'])}) -> {webhook['url']}; keep this signing "
+               "secret, it is shown once and not again:", err=True)
+    click.echo(webhook["secret"])
+
+
+@webhooks.command("list")
+@click.option("--active/--paused", "is_active", default=None, help="Only active / paused subscriptions.")
+@FORMAT
+def webhooks_list(is_active, fmt) -> None:
+    """Every subscription, never its secret."""
+    output(connect().iter_webhooks(is_active=is_active), fmt, WEBHOOK_COLUMNS)
+
+
+@webhooks.command("deliveries")
+@click.argument("webhook_id", type=click.IntRange(1))
+@click.option("--status", type=click.Choice(DELIVERY_STATUSES), default=None, help="Only deliveries in this state.")
+@FORMAT
+@LIMIT
+def webhooks_deliveries(webhook_id, status, fmt, limit) -> None:
+    """A subscription's delivery log, the newest first: status, attempts, the last answer, the next attempt."""
+    records = connect().iter_deliveries(webhook_id, status=status, sort="-id")
+    output(limited(records, limit), fmt, DELIVERY_COLUMNS)
+
+
+@webhooks.command("delete")
+@click.argument("webhook_id", type=click.IntRange(1))
+def webhooks_delete(webhook_id) -> None:
+    """Delete a subscription, with its delivery log and pending deliveries."""
+    connect().delete_webhook(webhook_id)
+    click.echo(f"webhook {webhook_id} deleted", err=True)
+
+
+@webhooks.command("rotate-secret")
+@click.argument("webhook_id", type=click.IntRange(1))
+def webhooks_rotate_secret(webhook_id) -> None:
+    """Print a new signing secret (shown once); the previous one keeps signing for 24 h."""
+    webhook = connect().rotate_webhook_secret(webhook_id)
+    click.echo(f"webhook {webhook_id}: a new signing secret, shown once and not again; the previous one keeps "
+               f"signing until {webhook['previous_secret_expires_at']}:", err=True)
+    click.echo(webhook["secret"])
+
+
+@webhooks.command("retry")
+@click.argument("webhook_id", type=click.IntRange(1))
+@click.argument("delivery_id", type=click.IntRange(1))
+def webhooks_retry(webhook_id, delivery_id) -> None:
+    """Send a delivery again now (a failed one gets one more attempt)."""
+    delivery = connect().retry_delivery(webhook_id, delivery_id)
+    click.echo(f"delivery {delivery_id} of webhook {webhook_id} is {delivery['status']}: the worker sends it next",
+               err=True)

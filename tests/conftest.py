@@ -27,7 +27,8 @@ from tools.servers import ServerProcess, myapi_env, start_myapi
 
 PG_URL = os.environ.get("MYAPI_TEST_DATABASE_URL")
 # Children first; the change feed last (emptying products and orders writes its delete rows).
-TABLES = ("imports", "api_keys", "idempotency_keys", "order_items", "orders", "tokens", "products", "users", "changes")
+TABLES = ("webhook_deliveries", "webhooks", "imports", "api_keys", "idempotency_keys", "order_items", "orders",
+          "tokens", "products", "users", "changes")
 
 PASSWORD = "correct-horse-battery"
 
@@ -61,6 +62,7 @@ def database_url(migrated_database, tmp_path):
                 conn.execute(text(f"DELETE FROM {table}"))
                 conn.execute(text(f"ALTER SEQUENCE {table}_id_seq RESTART"))
             conn.execute(text("UPDATE change_horizon SET txid = 0, change_id = 0"))
+            conn.execute(text("UPDATE webhook_dispatch SET txid = 0, change_id = 0"))
         engine.dispose()
         return PG_URL
     path = tmp_path / "test.db"

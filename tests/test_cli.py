@@ -363,7 +363,7 @@ def test_db_prune_deletes_feed_changes_and_import_records_past_their_retentions(
             session.add(ImportRecord(user=user, source="file", mode="import", columns="sku", detail="{}",
                                      date_created=now - dt.timedelta(days=days)))
         session.flush()
-        session.execute(update(Change).where(Change.entity_id == session.scalar(
+        session.execute(update(Change).where(Change.entity == "product", Change.entity_id == session.scalar(
             select(Product.id).where(Product.sku == "OLD-1"))).values(date_created=now - dt.timedelta(days=3)))
         session.commit()
 
@@ -429,7 +429,8 @@ def test_serve_answers_health_and_stops_on_sigterm(migrated, tmp_path_factory):
         server.wait(20)
         response = requests.get(f"{base}/health", timeout=2)
         assert response.status_code == 200, log.read_text()
-        assert response.json() == {"status": "ok", "database": "ok", "version": response.json()["version"]}
+        assert response.json() == {"status": "ok", "database": "ok", "version": response.json()["version"],
+                                   "webhooks_oldest_undelivered_seconds": None}
         assert response.headers["X-Request-ID"]
         assert requests.get(f"{base}/products", timeout=5).json()["pagination"]["total_items"] == 0
     finally:

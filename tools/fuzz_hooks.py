@@ -25,6 +25,12 @@
   the conformance checks would call it a failure. Generated POSTs ask for
   the representation instead; tests/test_contract.py covers the minimal
   answers (PUT and PATCH document their 204 and keep the preference here).
+* A webhook's ``url`` must resolve to an address the server may reach, and
+  the fuzz server has no network: a valid ``url`` of ``POST``/``PATCH
+  /webhooks`` is made a closed port on 127.0.0.1 (the server runs with
+  MYAPI_WEBHOOK_ALLOW_PRIVATE=true and no worker, so nothing is sent; the
+  refusals of private and unresolvable targets are tested in
+  tests/test_webhooks.py). Invalid ones are sent as drawn.
 * CPython 3.11.7's ``ast`` keeps its recursion counter in module state, so a
   parse can fail with "SystemError: AST constructor recursion depth mismatch"
   when another parse runs at the same time; Hypothesis parses source files to
@@ -139,6 +145,17 @@ def _bulk_items(body: list, number: int) -> None:
             item["id"] = target
 
 
+def _webhook_target(case, number: int) -> None:
+    """A valid webhook ``url`` is moved to a closed local port (see above)."""
+    if not case.path.startswith("/webhooks") or not isinstance(case.body.get("url"), str):
+        return
+    try:
+        inputs.web_url(case.body["url"])
+    except ValueError:
+        return  # an invalid value stays as drawn: it tests the 400
+    case.body["url"] = f"http://127.0.0.1:9/fuzz/{number}"
+
+
 def _existing_products(body) -> None:
     """Order lines name products of the demo catalogue (ids 1 to DEMO_PRODUCT_COUNT), if valid as drawn."""
     items = body.get("items") if isinstance(body, dict) else None
@@ -169,3 +186,4 @@ def before_call(context, case, kwargs):
         _unique_body(case.body, number)
         _existing_products(case.body)
         _future_expiry(case.body)
+        _webhook_target(case, number)

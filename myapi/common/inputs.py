@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from datetime import MAXYEAR, date, datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -409,6 +409,22 @@ def text(max_length: int, min_length: int = 0, multiline: bool = False) -> Calla
     return convert
 
 
+WEB_URL_MAX_LENGTH = 2000
+_WEB_URL = re.compile(r"https?://[^\s/?#]+\S*", re.IGNORECASE)
+
+
+@_input_type({"type": "string", "format": "uri", "maxLength": WEB_URL_MAX_LENGTH,
+              "pattern": f"^[Hh][Tt][Tt][Pp][Ss]?://[^\\s/?#{_SINGLE_LINE_CLASS}]+[^\\s{_SINGLE_LINE_CLASS}]*$"})
+def web_url(value: Any, *_: Any) -> str:
+    """An absolute http(s) URL, stripped (where it may point is the service's rule: webhook_targets)."""
+    url = _string(value)
+    if len(url) > WEB_URL_MAX_LENGTH:
+        raise ValueError(f"must be at most {WEB_URL_MAX_LENGTH} characters")
+    if not _WEB_URL.fullmatch(url):
+        raise ValueError("must be an http:// or https:// URL")
+    return url
+
+
 def choice(*values: str) -> Callable[..., str]:
     """A type for one of the given strings, matched exactly."""
     if not values or not all(isinstance(v, str) for v in values):
@@ -765,29 +781,41 @@ def if_match(value: Any, *_: Any) -> IfMatch:
 # --- API keys ----------------------------------------------------------------------
 
 
-def _scope_list_schema() -> dict:
-    from ..models import API_KEY_SCOPES
+def name_list(noun: str, allowed: Sequence[str], *, query: bool = False) -> Callable[..., list[str]]:
+    """A type for a non-empty list of names from ``allowed`` (scopes, event types).
 
-    return {"type": "array", "minItems": 1, "maxItems": len(API_KEY_SCOPES), "uniqueItems": True,
-            "items": {"type": "string", "enum": list(API_KEY_SCOPES)},
-            "description": "What the key may do; a form may send them comma-separated."}
+    A body sends a JSON array (a form: one comma-separated value), each name
+    once; a query string sends one comma-separated parameter, where a
+    repeated name is harmless and kept once. The schema says which: an array
+    of the names, or the comma-separated pattern.
+    """
+    allowed = tuple(allowed)
+    choices = ", ".join(allowed)
+    if query:
+        one = "(?:" + "|".join(re.escape(name) for name in allowed) + ")"
+        schema: dict[str, Any] = {"type": "string", "pattern": f"^{one}(?:,{one})*$",
+                                  "description": f"Comma-separated {noun}s: {choices}."}
+    else:
+        schema = {"type": "array", "minItems": 1, "maxItems": len(allowed), "uniqueItems": True,
+                  "items": {"type": "string", "enum": list(allowed)},
+                  "description": f"{noun.capitalize()}s: {choices}; a form may send them comma-separated."}
 
+    @_input_type(schema, name=f"name_list({noun})")
+    def convert(value: Any, *_: Any) -> list[str]:
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",")]
+        if not isinstance(value, list) or not value or not all(isinstance(item, str) for item in value):
+            raise ValueError(f"must be a non-empty list of {noun}s: {choices}")
+        unknown = [item[:40] for item in value if item not in allowed]
+        if unknown:
+            raise ValueError(f"unknown {noun} {unknown[0]!r}; choose from {choices}")
+        if len(set(value)) != len(value):
+            if not query:
+                raise ValueError(f"must not name a {noun} twice")
+            value = list(dict.fromkeys(value))
+        return list(value)
 
-@_input_type(_scope_list_schema(), name="scope_list")
-def scope_list(value: Any, *_: Any) -> list[str]:
-    """A non-empty list of known scopes (JSON array, or one comma-separated string from a form)."""
-    from ..models import API_KEY_SCOPES
-
-    if isinstance(value, str):
-        value = [part.strip() for part in value.split(",")]
-    if not isinstance(value, list) or not value or not all(isinstance(item, str) for item in value):
-        raise ValueError("must be a non-empty list of scopes: " + ", ".join(API_KEY_SCOPES))
-    unknown = [item[:40] for item in value if item not in API_KEY_SCOPES]
-    if unknown:
-        raise ValueError(f"unknown scope {unknown[0]!r}; choose from " + ", ".join(API_KEY_SCOPES))
-    if len(set(value)) != len(value):
-        raise ValueError("must not name a scope twice")
-    return list(value)
+    return convert
 
 
 # --- change feeds --------------------------------------------------------------------

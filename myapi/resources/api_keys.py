@@ -17,7 +17,10 @@ from ..common.pagination import add_pagination_args
 from ..common.parsing import RequestParser
 from ..common.resource import Resource
 from ..db import get_session
+from ..models import API_KEY_SCOPES
 from ..services import api_keys as api_keys_service
+
+scope_list = inputs.name_list("scope", API_KEY_SCOPES)
 
 list_parser = add_pagination_args(RequestParser(location="args"))
 list_parser.add_argument("user_id", type=inputs.positive_int)
@@ -26,7 +29,7 @@ list_parser.add_argument("sort", type=inputs.sort_spec(api_keys_service.SORT_KEY
 
 create_parser = RequestParser(location="body")
 create_parser.add_argument("name", type=inputs.text(100, 1), required=True)
-create_parser.add_argument("scopes", type=inputs.scope_list, required=True)
+create_parser.add_argument("scopes", type=scope_list, required=True)
 create_parser.add_argument("expires_at", type=inputs.iso8601_datetime)
 
 

@@ -112,31 +112,43 @@ class FeedPage:
 def feed(session: Session, entity: str, since: Watermark, *, limit: int = 100,
          owner_id: int | None = None) -> FeedPage:
     """Up to ``limit`` changes of ``entity`` after ``since`` (only ``owner_id``'s orders when given)."""
-    horizon = _horizon_txid(session)
-    stmt = (select(Change).where(Change.entity == entity,
-                                 tuple_(Change.txid, Change.id) > tuple_(since.txid, since.change_id))
-            .order_by(Change.txid, Change.id).limit(limit))
-    if horizon is not None:
-        stmt = stmt.where(Change.txid < horizon)
+    where = [Change.entity == entity]
     if owner_id is not None:
-        stmt = stmt.where(Change.owner_id == owner_id)
-    rows = session.scalars(stmt).all()
-    # Checked after the read, from the table (a PostgreSQL read is one snapshot per statement): a prune
-    # that ended before the rows were read is seen here, so no pruned change goes missing unnoticed.
-    _check_not_expired(session, since)
-    current = _current_items(session, entity, {row.entity_id for row in rows})
+        where.append(Change.owner_id == owner_id)
+    rows, next_since = read_changes(session, since, limit, *where)
+    current = current_items(session, entity, {row.entity_id for row in rows})
     entries = []
     for row in rows:
         item = current.get(row.entity_id)
         entries.append(FeedEntry(Watermark(row.txid, row.id), "upsert" if item is not None else "delete",
                                  row.entity_id, item.version if item is not None else row.version, item))
-    next_since = entries[-1].seq if entries else since
+    return FeedPage(entries, next_since)
+
+
+def read_changes(session: Session, since: Watermark, limit: int, *where) -> tuple[list[Change], Watermark]:
+    """Up to ``limit`` change rows after ``since`` matching ``where``, in feed order, and the page's next_since.
+
+    The one read every feed shares (this module's feeds, the events of
+    services/events.py, the webhooks' fan-out): only changes below the
+    running horizon, ``(txid, id)`` order, the expiry checked after the
+    read, and a short page's next_since moved up to the read's frontier.
+    """
+    horizon = _horizon_txid(session)
+    stmt = (select(Change).where(tuple_(Change.txid, Change.id) > tuple_(since.txid, since.change_id), *where)
+            .order_by(Change.txid, Change.id).limit(limit))
+    if horizon is not None:
+        stmt = stmt.where(Change.txid < horizon)
+    rows = session.scalars(stmt).all()
+    # Checked after the read, from the table (a PostgreSQL read is one snapshot per statement): a prune
+    # that ended before the rows were read is seen here, so no pruned change goes missing unnoticed.
+    _check_not_expired(session, since)
+    next_since = Watermark(rows[-1].txid, rows[-1].id) if rows else since
     if len(rows) < limit:
         # Every change of this feed up to the frontier was on this page: move up to it, so that a
         # follower whose feed is quiet (or whose changes are few: a customer's orders) keeps a fresh
         # watermark and is not sent back to export by a prune of other changes.
         next_since = max(next_since, _frontier(session, horizon))
-    return FeedPage(entries, next_since)
+    return list(rows), next_since
 
 
 def _frontier(session: Session, horizon: int | None) -> Watermark:
@@ -151,7 +163,7 @@ def _frontier(session: Session, horizon: int | None) -> Watermark:
     return Watermark(0, session.scalar(select(func.coalesce(func.max(Change.id), 0))))
 
 
-def _current_items(session: Session, entity: str, ids: set[int]) -> dict[int, object]:
+def current_items(session: Session, entity: str, ids: set[int]) -> dict[int, object]:
     if not ids:
         return {}
     model = ENTITIES[entity]

@@ -14,3 +14,15 @@ def database_answers(session: Session) -> bool:
     except SQLAlchemyError:
         return False
     return True
+
+
+def oldest_undelivered_age(session: Session) -> float | None:
+    """Seconds the oldest undelivered webhook event has waited, to the second (None: none waits, or unknown)."""
+    from .webhook_delivery import oldest_undelivered_age
+
+    try:
+        age = oldest_undelivered_age(session)
+    except SQLAlchemyError:
+        session.rollback()
+        return None
+    return None if age is None else round(age)
