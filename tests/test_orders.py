@@ -224,6 +224,29 @@ def test_listing_fifty_orders_takes_a_fixed_number_of_statements(client, admin, 
     assert counts[0] == counts[1]
 
 
+def test_placing_an_order_takes_the_same_statements_for_one_line_or_three(client, customer, products, db_session,
+                                                                          count_queries):
+    """token, lock the products, INSERT the order, UPDATE the stock (one executemany), INSERT the lines (one)."""
+    counts = []
+    three = [{"product_id": 1, "quantity": 1}, {"product_id": 2, "quantity": 2}, {"product_id": 3, "quantity": 1}]
+    for items in ([{"product_id": 1, "quantity": 2}], three):
+        with count_queries() as counter:
+            response = order(client, customer, items)
+        assert response.status_code == 201, response.get_json()
+        counts.append(counter.count)
+    assert counts == [5, 5]
+    body = response.get_json()
+    assert [(i["product_id"], i["quantity"], i["unit_price"], i["subtotal"]) for i in body["items"]] == [
+        (1, 1, "0.10", "0.10"), (2, 2, "3.35", "6.70"), (3, 1, "24.99", "24.99")]
+    assert body["total_amount"] == "31.79" and response.headers["ETag"] == '"v1"'
+    # What was written is what the answer says, and every product's version moved on.
+    stored = client.get(response.headers["Location"], headers=customer.headers).get_json()
+    assert {k: v for k, v in stored.items()} == body
+    db_session.rollback()
+    assert [(p.stock, p.version) for p in (db_session.get(Product, i) for i in (1, 2, 3))] == [
+        (97, 3), (3, 2), (1, 2)]
+
+
 # -- transitions ----------------------------------------------------------------
 
 LEGAL = [("pending", "paid"), ("paid", "shipped"), ("shipped", "completed"),

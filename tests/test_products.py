@@ -234,6 +234,19 @@ def test_list_statement_count_does_not_depend_on_per_page(client, catalogue, cou
     assert counts == [counts[0]] * 3
 
 
+def test_reading_and_creating_take_the_fewest_statements(client, admin, catalogue, count_queries):
+    """GET one: the row. POST: the token and the INSERT (a taken sku is the unique index's 409)."""
+    with count_queries() as counter:
+        assert client.get(f"{API}/products/1").status_code == 200
+    assert counter.count == 1
+    with count_queries() as counter:
+        created = client.post(f"{API}/products", headers=admin.headers, json=product_body(sku="NEW-1"))
+    assert created.status_code == 201 and counter.count == 2
+    taken = client.post(f"{API}/products", headers=admin.headers, json=product_body(sku="NEW-1", name="Other"))
+    assert taken.status_code == 409 and taken.get_json()["errors"] == {"sku": "This sku is taken."}
+    assert client.get(f"{API}/products?q=Other").get_json()["data"] == []
+
+
 # -- changing -----------------------------------------------------------------
 
 

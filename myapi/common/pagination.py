@@ -128,12 +128,14 @@ def pagination_of(page: Page, cursor: str | None) -> dict:
 
 
 def link_header(page: Page, cursor: str | None) -> str:
-    base = [(k, v) for k, v in request.args.items(multi=True) if k not in ("page", "cursor")]
+    # The request's other parameters are encoded once, for every link.
+    kept = urlencode([(k, v) for k, v in request.args.items(multi=True) if k not in ("page", "cursor")])
+    url = request.base_url
     links = []
 
     def link(rel: str, extra: list) -> None:
-        query = urlencode(base + extra)
-        links.append(f'<{request.base_url}{"?" + query if query else ""}>; rel="{rel}"')
+        query = "&".join(filter(None, (kept, urlencode(extra))))
+        links.append(f'<{url}{"?" + query if query else ""}>; rel="{rel}"')
 
     if page.page is None:  # by cursor: a new walk, and the rest of this one
         link("first", [])

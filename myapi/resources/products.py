@@ -109,7 +109,7 @@ class Product(Resource):
     @marshal_with(product_fields, etag=True)
     @requires("none", "products:read")
     def get(self, product_id: int):
-        return products_service.get_product(get_session(), product_id)
+        return products_service.read_product(get_session(), product_id)
 
     @documented(summary="Replace a product", errors=(409,))
     @marshal_with(product_fields, etag=True)

@@ -39,7 +39,7 @@ import functools
 import re
 from collections.abc import Iterator
 
-from sqlalchemy import Select, String, Table, case, func, text, type_coerce
+from sqlalchemy import Select, String, Table, case, func, literal_column, select, text, type_coerce
 from sqlalchemy.dialects.postgresql.base import PGDialect
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
@@ -99,10 +99,15 @@ class Backend:
         """Serialise imports across processes and hosts, until the transaction ends."""
         raise NotImplementedError
 
-    def running_horizon(self, session: Session) -> int | None:
-        """The id of the oldest transaction still running, below which every one has ended
+    def horizon_expression(self):
+        """SQL for the id of the oldest transaction still running, below which every one has ended
         (services/changes.py); None where writers are serialised and every visible change is final."""
         raise NotImplementedError
+
+    def running_horizon(self, session: Session) -> int | None:
+        """The value of :meth:`horizon_expression` now (None where there is none)."""
+        expression = self.horizon_expression()
+        return None if expression is None else session.scalar(select(expression))
 
     def owner_lock(self, session: Session, number: int) -> OwnerLock:
         """The lock an Idempotency-Key's owner holds while it works (services/owner_locks.py)."""
@@ -254,7 +259,7 @@ class SQLite(Backend):
     import_batch_size = 1000
     read_ahead = False  # SQLite writes in this process: a second thread would only contend for the GIL
 
-    def running_horizon(self, session: Session) -> int | None:
+    def horizon_expression(self):
         return None  # BEGIN IMMEDIATE: one writer at a time, so ids are in commit order
 
     def estimate_rows(self, session: Session, stmt: Select) -> int | None:
@@ -536,8 +541,8 @@ class PostgreSQL(Backend):
     import_batch_size = 5_000  # COPY + one INSERT ... SELECT per batch: bigger batches, fewer statements
     read_ahead = True  # validating the next batch (Python) overlaps the database writing this one
 
-    def running_horizon(self, session: Session) -> int | None:
-        return session.scalar(text("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint"))
+    def horizon_expression(self):
+        return literal_column("pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
 
     def estimate_rows(self, session: Session, stmt: Select) -> int | None:
         # The planner's row estimate for the list's query (EXPLAIN plans, it does not run it).

@@ -79,14 +79,28 @@ def watermark(session: Session) -> Watermark:
 
     Taken *before* the copy is read. PostgreSQL: every transaction below
     the running horizon has ended, so its changes are in any later read.
-    SQLite: the newest change now.
+    SQLite: the newest change now. Never before what was pruned (which
+    would be 410). One statement, built once per database kind: a list's
+    first page pays for it.
     """
-    horizon = _horizon_txid(session)
-    if horizon is not None:
-        mark = Watermark(horizon, 0)
-    else:
-        mark = Watermark(0, session.scalar(select(func.coalesce(func.max(Change.id), 0))))
-    return max(mark, _pruned_through(session))  # never before what was pruned (which would be 410)
+    backend = backend_for(session)
+    stmt = _WATERMARK_STATEMENTS.get(type(backend))
+    if stmt is None:
+        stmt = _WATERMARK_STATEMENTS[type(backend)] = _watermark_statement(backend.horizon_expression())
+    now, pruned_txid, pruned_change = session.execute(stmt).one()
+    mark = Watermark(now, 0) if backend.horizon_expression() is not None else Watermark(0, now)
+    return max(mark, Watermark(pruned_txid, pruned_change) if pruned_txid is not None else BEGINNING)
+
+
+def _watermark_statement(horizon):
+    """SELECT (the running horizon, or the newest change id), (the pruned-through mark): Core columns."""
+    changes, pruned = Change.__table__.c, ChangeHorizon.__table__.c
+    now = horizon if horizon is not None else select(func.coalesce(func.max(changes.id), 0)).scalar_subquery()
+    return select(now, *(select(column).where(pruned.id == 1).scalar_subquery()
+                         for column in (pruned.txid, pruned.change_id)))
+
+
+_WATERMARK_STATEMENTS: dict[type, object] = {}
 
 
 def _pruned_through(session: Session) -> Watermark:

@@ -18,10 +18,10 @@ import datetime as dt
 from collections.abc import Sequence
 from decimal import Decimal
 
-from sqlalchemy import Select, select
+from sqlalchemy import Select, bindparam, insert, select, update
 from sqlalchemy.orm import Session, selectinload
 
-from ..models import CENT, Order, OrderItem, Product, User
+from ..models import CENT, Order, OrderItem, Product, User, utcnow
 from . import changes as changes_service
 from .backends import backend_for
 from .changes import FeedPage, Watermark
@@ -60,8 +60,15 @@ def place_order(session: Session, user: User, lines: Sequence[tuple[int, int]], 
     Raises UnknownProducts (400) for ids that do not exist, Conflict (409)
     for unavailable products and InsufficientStock (409) naming every short
     line; in each case nothing was written.
+
+    Core statements, not the ORM's unit of work (a third of the request's
+    time): lock and read the products, insert the order, decrement the
+    stock (one executemany; the rows are locked, so no version check), insert
+    the lines (one executemany). The triggers record the changes as for any
+    write. The answer is a transient Order built from what was written.
     """
-    products = _lock_products(session, [product_id for product_id, _ in lines])
+    products = {row.id: row for row in session.execute(
+        backend_for(session).for_update(_PRODUCTS_TO_ORDER), {"ids": sorted(pid for pid, _ in lines)})}
 
     unknown = [product_id for product_id, _ in lines if product_id not in products]
     if unknown:
@@ -85,18 +92,31 @@ def place_order(session: Session, user: User, lines: Sequence[tuple[int, int]], 
     if short:
         raise InsufficientStock("Not enough stock for some items; nothing was ordered.", short)
 
-    order = Order(user_id=user.id, status="pending", shipping_address=shipping_address)
-    total = Decimal("0.00")
-    for product_id, quantity in lines:
-        product = products[product_id]
-        product.stock -= quantity
-        order.items.append(OrderItem(product_id=product_id, product_name=product.name,
-                                     quantity=quantity, unit_price=product.price))
-        total += product.price * quantity
-    order.total_amount = total.quantize(CENT)
-    session.add(order)
-    session.flush()
+    now = utcnow()
+    total = sum((products[pid].price * quantity for pid, quantity in lines), Decimal("0.00")).quantize(CENT)
+    order = Order(user_id=user.id, status="pending", shipping_address=shipping_address, total_amount=total,
+                  version=1, date_created=now, date_updated=now)
+    order.id = session.execute(insert(_ORDERS).values(
+        user_id=order.user_id, status=order.status, shipping_address=shipping_address, total_amount=total,
+        version=1, date_created=now, date_updated=now).returning(_ORDERS.c.id)).scalar_one()
+    session.execute(_DECREMENT_STOCK, [{"product_id": pid, "quantity": quantity, "now": now}
+                                       for pid, quantity in lines])
+    items = [OrderItem(order_id=order.id, product_id=pid, product_name=products[pid].name, quantity=quantity,
+                       unit_price=products[pid].price) for pid, quantity in lines]
+    session.execute(insert(_ITEMS), [{"order_id": order.id, "product_id": item.product_id,
+                                      "product_name": item.product_name, "quantity": item.quantity,
+                                      "unit_price": item.unit_price} for item in items])
+    order.items = items
     return order
+
+
+_PRODUCTS, _ORDERS, _ITEMS = Product.__table__, Order.__table__, OrderItem.__table__
+_PRODUCTS_TO_ORDER = (select(_PRODUCTS.c.id, _PRODUCTS.c.name, _PRODUCTS.c.price, _PRODUCTS.c.stock,
+                             _PRODUCTS.c.is_available)
+                      .where(_PRODUCTS.c.id.in_(bindparam("ids", expanding=True))).order_by(_PRODUCTS.c.id))
+_DECREMENT_STOCK = (update(_PRODUCTS).where(_PRODUCTS.c.id == bindparam("product_id"))
+                    .values(stock=_PRODUCTS.c.stock - bindparam("quantity"), version=_PRODUCTS.c.version + 1,
+                            date_updated=bindparam("now")))
 
 
 def _with_items(stmt: Select) -> Select:

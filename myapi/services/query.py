@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import ColumnElement, Select, and_, false, func, literal, or_, select, tuple_
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.orm import Session
 
 from . import changes
@@ -188,6 +189,23 @@ class Page:
         return math.ceil(self.total_items / self.per_page)
 
 
+def row_columns(model) -> tuple:
+    """Every mapped column of ``model``, labelled by attribute name: ``select(*row_columns(M))`` gives Rows.
+
+    Reads that only show an item select these instead of the entity: a Row
+    has the same attributes (and the same types' conversions) without the
+    ORM's identity map, instance state and ORM compile step, about a third
+    of a small read. Table columns (Core), labelled with the attribute names.
+    """
+    return tuple(column.label(attribute.key) if column.name != attribute.key else column
+                 for attribute in sa_inspect(model).column_attrs for column in attribute.columns[:1])
+
+
+def _selects_entity(stmt: Select) -> bool:
+    descriptions = stmt.column_descriptions
+    return len(descriptions) == 1 and isinstance(descriptions[0]["expr"], type)
+
+
 def count_rows(session: Session, stmt: Select) -> int:
     """How many rows ``stmt`` selects: one COUNT statement."""
     return session.scalar(select(func.count()).select_from(stmt.order_by(None).subquery())) or 0
@@ -227,7 +245,8 @@ def paginate(session: Session, stmt: Select, window: Window, keys: Sequence[Sort
         stmt = stmt.where(after(keys, window.after))
     elif window.page is not None and window.page > 1:
         stmt = stmt.offset((window.page - 1) * window.per_page)
-    rows = list(session.scalars(stmt.limit(window.per_page + 1)).all())
+    result = session.execute(stmt.limit(window.per_page + 1))
+    rows = list(result.scalars() if _selects_entity(stmt) else result)
     items = rows[:window.per_page]
     next_key = tuple(key.value_of(items[-1]) for key in keys) if len(rows) > window.per_page else None
     return Page(items=items, page=None if window.after is not None else window.page or 1,
