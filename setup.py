@@ -37,6 +37,8 @@ setup(
         "requests>=2.32",  # myapi.client
         "tqdm>=4.66",  # progress bars of `myapi remote`
         "standardwebhooks>=1.1,<2",  # signs webhook deliveries (DESIGN §11), as receivers verify them
+        # gzip/br/zstd answers, streamed exports compressed on the fly (1.21+); brings brotli and zstd.
+        "flask-compress>=1.24,<2",
     ],
     extras_require={
         "test": [

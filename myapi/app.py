@@ -18,7 +18,7 @@ from flask_restful import Api
 from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.routing import IntegerConverter
 
-from .common import auth, ratelimit
+from .common import auth, compression, ratelimit
 from .common.bodies import BoundedRequest
 from .common.errors import handle_exception, request_id
 from .common.fields import API_PREFIX
@@ -135,6 +135,7 @@ def create_app(config: dict | None = None) -> Flask:
     auth.init_app(app)
     ratelimit.init_app(app)
     init_cors(app)
+    compression.init_app(app)
 
     app.url_map.converters["id"] = IdConverter
     api = MyApi(prefix=API_PREFIX, catch_all_404s=True)

@@ -39,24 +39,27 @@ def migrated_app():
 @main.command()
 @click.option("--bind", "-b", default="127.0.0.1:5000", show_default=True, help="host:port to listen on.")
 @click.option("--workers", "-w", type=int, default=None,
-              help="gunicorn worker processes (default: MYAPI_WORKERS or 4).")
-@click.option("--threads", type=int, default=2, show_default=True,
-              help="threads per worker (more than 1 uses gunicorn's gthread workers).")
+              help="gunicorn worker processes (default: MYAPI_WORKERS or 2 per CPU).")
+@click.option("--threads", type=int, default=None,
+              help="threads per worker (default: MYAPI_THREADS or 1, sync workers; more than 1: gthread).")
 @click.option("--timeout", type=int, default=60, show_default=True, help="worker timeout in seconds.")
-def serve(bind: str, workers: int | None, threads: int, timeout: int) -> None:
+def serve(bind: str, workers: int | None, threads: int | None, timeout: int) -> None:
     """Serve the API with gunicorn (the database is MYAPI_DATABASE_URL).
 
-    Each worker serves two requests at a time by default (--threads), so a
-    long export or import never holds up the worker's heartbeat.
+    Sync workers, two per CPU, by default: the fastest and steadiest in the
+    worker sweep of `make bench` (docs/deploy.md §5). A long export or import
+    keeps its worker's heartbeat going (common/heartbeat.py), so --timeout
+    never kills one that is moving.
     """
-    # Threaded workers by default: a sync worker sends no heartbeat while it
-    # serves, so gunicorn's timeout killed long exports and imports mid-stream
-    # (benchmarks/out/catalog_io-*.md); a gthread worker keeps beating. Two
-    # threads, not more: in the worker sweep (benchmarks/SWEEP.md) 4 threads
-    # raised the POST-order p99 for no more throughput.
+    # gthread was the default until the sweep: its workers keep each
+    # keep-alive connection, and with a few client connections one worker
+    # could hold them all while the other idled (half the throughput in
+    # some runs, benchmarks/RESULTS.md). Sync workers take one request per
+    # accept, so the load spreads evenly.
     from gunicorn.app.base import BaseApplication
 
     app = create_app()
+    threads = threads or app.config["THREADS"]
     options = {
         "bind": bind,
         "workers": workers or app.config["WORKERS"],

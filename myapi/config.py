@@ -55,7 +55,12 @@ SETTINGS: dict[str, tuple] = {
     # one balancer set 1, or every client shares one rate-limit address.
     "PROXY_HOPS": (_int, 0),
     "LOG_LEVEL": (_str, "INFO"),
-    "WORKERS": (_int, 4),
+    # `myapi serve` without options: gunicorn workers (None: two per CPU), and threads per worker
+    # (1: sync workers). Chosen by the worker sweep of `make bench` (docs/deploy.md §5).
+    "WORKERS": (_int, None),
+    "THREADS": (_int, 1),
+    # Answers compressed as Accept-Encoding asks (common/compression.py); off behind a compressing proxy.
+    "COMPRESSION": (_bool, True),
     "MAX_CONTENT_LENGTH": (_int, 1024 * 1024),
     "MAX_IMPORT_BYTES": (_int, 256 * 1024 * 1024),
     # PATCH /products: up to 1000 items, each up to a 5000-character description.
@@ -83,11 +88,19 @@ def load_config(instance_path: str | os.PathLike, overrides: dict | None = None)
         config[name] = parse(raw) if raw is not None else default
     config.update(overrides or {})
 
+    if not config["WORKERS"]:
+        config["WORKERS"] = default_workers()
     if not config["DATABASE_URL"]:
         config["DATABASE_URL"] = f"sqlite:///{instance / 'myapi.db'}"
     if not config["SECRET_KEY"]:
         config["SECRET_KEY"] = _instance_secret(instance)
     return config
+
+
+def default_workers() -> int:
+    """Two sync workers per CPU (docs/deploy.md §5): the requests are CPU-bound, and a second worker
+    per CPU keeps answering while one waits on the database or streams a long export to a slow client."""
+    return 2 * (os.cpu_count() or 1)
 
 
 def _instance_secret(instance: Path) -> str:

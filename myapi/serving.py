@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import html
 import logging
+import os
 import re
 import uuid
 
@@ -37,6 +38,7 @@ from gunicorn import util
 from gunicorn.workers.gthread import ThreadWorker
 from gunicorn.workers.sync import SyncWorker
 
+from .common import heartbeat
 from .common.media import PROBLEM
 from .problems import BLANK
 
@@ -120,4 +122,27 @@ class ThreadProblemWorker(ProblemErrors, ThreadWorker):
 
 
 class SyncProblemWorker(ProblemErrors, SyncWorker):
-    """gunicorn's sync worker (``--threads 1``), answering protocol errors in problem+json."""
+    """gunicorn's sync worker (``--threads 1``), answering protocol errors in problem+json.
+
+    It beats during long requests too (common/heartbeat.py), so ``--timeout``
+    ends a hung request, never a long export or import that is moving.
+    """
+
+    def init_process(self):
+        heartbeat.register(self.notify)
+        super().init_process()  # runs the worker's loop: it returns only when the worker stops
+
+
+def serve_defaults() -> tuple[int, int]:
+    """(workers, threads) of ``myapi serve`` without options: MYAPI_WORKERS and MYAPI_THREADS, else the defaults.
+
+    The benchmark starts its baselines with the same process model.
+    """
+    from .config import SETTINGS, default_workers
+
+    values = []
+    for name in ("WORKERS", "THREADS"):
+        parse, default = SETTINGS[name]
+        raw = os.environ.get(f"MYAPI_{name}")
+        values.append(parse(raw) if raw is not None else default)
+    return values[0] or default_workers(), values[1]

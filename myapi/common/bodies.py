@@ -36,6 +36,7 @@ from werkzeug.utils import cached_property
 from werkzeug.wsgi import LimitedStream, get_content_length
 
 from .errors import body_too_large_detail
+from .heartbeat import beat
 
 FORM_URLENCODED = "application/x-www-form-urlencoded"
 
@@ -64,6 +65,7 @@ class BoundedStream(LimitedStream):
         return data
 
     def readinto(self, b: bytearray) -> int | None:  # type: ignore[override]
+        beat()  # a long upload (an import) keeps a sync worker alive (common/heartbeat.py)
         try:
             return super().readinto(b)
         except HTTPException:

@@ -3,13 +3,15 @@
 ``"v7"`` is version 7 as JSON with every field; ``"v7-csv"`` the CSV body;
 ``"v7-f1a2b3c4"`` a ``fields=`` selection of it. A write's ``If-Match``
 compares only the version (common/inputs.if_match): every tag of one
-version names the same stored state.
+version names the same stored state. A compressed answer's tag also names
+its content coding (``"v7:gzip"``, common/compression.py).
 """
 
 from __future__ import annotations
 
 from flask import g
 
+from .compression import strip_coding
 from .media import CSV
 
 
@@ -25,5 +27,6 @@ def matches_if_none_match(tag: str, header: str | None) -> bool:
     """Whether ``If-None-Match`` already names ``tag`` (or ``*``): a read answers 304."""
     if header is None or len(header) > 1000:
         return False
-    tags = {candidate.strip().removeprefix("W/") for candidate in header.split(",")}
+    # A tag of a compressed answer names its coding ("v7:gzip"): the same version and selection.
+    tags = {strip_coding(candidate.strip().removeprefix("W/")) for candidate in header.split(",")}
     return tag in tags or "*" in tags

@@ -749,11 +749,11 @@ def order_items(value: Any, *_: Any) -> list[tuple[int, int]]:
 
 # --- conditional requests ----------------------------------------------------------
 
-_ENTITY_TAG = re.compile(r'^(?:W/)?"?v(\d{1,10})(?:-[^",]*)?"?$')
+_ENTITY_TAG = re.compile(r'^(?:W/)?"?v(\d{1,10})(?:-[^",:]*)?(?::[a-z]{1,10})?"?$')  # ":gzip": compressed
 IF_MATCH_MAX_LENGTH = 1000
 
 
-_ETAG_PATTERN = r'(?:W/)?"v[0-9]{1,9}(?:-[0-9a-z]{1,16}){0,2}"'
+_ETAG_PATTERN = r'(?:W/)?"v[0-9]{1,9}(?:-[0-9a-z]{1,16}){0,2}(?::(?:gzip|br|zstd|deflate))?"'
 
 
 @_input_type({

@@ -24,6 +24,7 @@ from flask import Response, g, request
 
 from ..csvcells import LINE_END, csv_cell, flatten
 from .errors import Problem
+from .heartbeat import beating
 from .media import CSV, FORMATS, JSON, NDJSON
 
 EXTENSIONS = {media: ext for ext, media in FORMATS.items()}
@@ -209,7 +210,7 @@ def streamed(records: Iterable[Mapping], columns: list[str], filename: str) -> R
 def stream_answer(chunks: Iterable[bytes], status: int, headers: dict) -> Response:
     """A streamed answer (not a download) in the negotiated media type: ``chunks`` joined ~64 KiB at a time."""
     media_type = g.get("media_type", JSON)
-    response = Response(_batched(chunks), status=status, mimetype=media_type)
+    response = Response(beating(_batched(chunks)), status=status, mimetype=media_type)
     if media_type == CSV:
         response.headers["Content-Type"] = "text/csv; charset=utf-8; header=present"
     response.headers.extend(headers)
@@ -219,7 +220,7 @@ def stream_answer(chunks: Iterable[bytes], status: int, headers: dict) -> Respon
 def download(chunks: Iterable[bytes], filename: str) -> Response:
     """A streamed attachment of ready-made ``chunks`` in the negotiated media type."""
     media_type = g.get("media_type", JSON)
-    response = Response(chunks, mimetype=media_type)
+    response = Response(beating(chunks), mimetype=media_type)  # a long download keeps the worker alive
     if media_type == CSV:
         response.headers["Content-Type"] = "text/csv; charset=utf-8; header=present"
     extension = EXTENSIONS[media_type]
