@@ -35,6 +35,7 @@ import requests
 
 if __package__ in (None, ""):  # run as a script: python tools/fuzz.py
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from myapi.seed import DEMO_PRODUCT_COUNT  # noqa: E402
 from tools.servers import ServerNotReady, myapi_env, start_myapi  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -86,6 +87,18 @@ def create_key(base: str, token: str, scopes: list[str]) -> str:
                              headers={"Authorization": f"Bearer {token}"}, timeout=30)
     response.raise_for_status()
     return response.json()["secret"]
+
+
+def stock_up(base: str, admin_token: str) -> None:
+    """Every demo product on sale with a deep stock, so that an order valid by the schema is placed.
+
+    The demo data has products out of stock and off sale (to show the 409s,
+    which tests/test_orders.py covers); which ones a generated order names
+    would decide whether the gate sees only refusals (validation_mismatch).
+    """
+    items = [{"id": number, "stock": 1_000_000, "is_available": True} for number in range(1, DEMO_PRODUCT_COUNT + 1)]
+    requests.patch(f"{base}/products", json=items, headers={"Authorization": f"Bearer {admin_token}"},
+                   timeout=60).raise_for_status()
 
 
 def create_webhook(base: str, admin_token: str, customer_token: str, env: dict, workdir: Path) -> None:
@@ -190,6 +203,7 @@ def main() -> int:
             raise SystemExit(f"GET {API}/openapi.json answered {document.status_code}: is it in app.py's route table?")
         admin_token, admin_id = sign_in(base, *ADMIN)
         customer_token, customer_id = sign_in(base, *CUSTOMER)
+        stock_up(base, admin_token)
         create_webhook(base, admin_token, customer_token, env, workdir)
         read_key = create_key(base, admin_token, READ_SCOPES)
         phases = [

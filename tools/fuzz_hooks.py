@@ -17,7 +17,9 @@
   tests/). A new username, email or sku must not exist yet (409), an ordered
   product must exist (400 otherwise), an API key's ``expires_at`` must be in
   the future (400): valid values are made to fit (a unique suffix, an id of
-  the demo catalogue, a far-off date); invalid ones are sent as drawn. The
+  the demo catalogue — a different one per order line, since lines naming
+  one product are merged and may not pass 10000 units together —, a far-off
+  date); invalid ones are sent as drawn. The
   items of a ``PATCH /products`` name distinct demo products and carry no
   ``version`` (which only the server's state can make right).
 * ``Prefer: return=minimal`` on a POST answers 201 with no body (DESIGN
@@ -157,12 +159,21 @@ def _webhook_target(case, number: int) -> None:
 
 
 def _existing_products(body) -> None:
-    """Order lines name products of the demo catalogue (ids 1 to DEMO_PRODUCT_COUNT), if valid as drawn."""
+    """Order lines name distinct products of the demo catalogue (ids 1 to DEMO_PRODUCT_COUNT), if valid as drawn.
+
+    Distinct: lines naming one product are merged, and their quantities
+    together may not pass 10000 (a rule across lines, which no schema says).
+    """
     items = body.get("items") if isinstance(body, dict) else None
+    used: set[int] = set()
     for line in items if isinstance(items, list) else ():
         product_id = line.get("product_id") if isinstance(line, dict) else None
         if isinstance(product_id, int) and not isinstance(product_id, bool) and product_id >= 1:
-            line["product_id"] = 1 + (product_id - 1) % DEMO_PRODUCT_COUNT
+            target = 1 + (product_id - 1) % DEMO_PRODUCT_COUNT
+            while target in used and len(used) < DEMO_PRODUCT_COUNT:
+                target = 1 + target % DEMO_PRODUCT_COUNT
+            used.add(target)
+            line["product_id"] = target
 
 
 @schemathesis.hook

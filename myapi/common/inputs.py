@@ -23,8 +23,10 @@ otherwise behave differently on the same input. Lengths are counted in
 characters (code points), as PostgreSQL counts them.
 
 Conventions: ``bool`` is never an integer (``True`` is an ``int`` in Python,
-not in JSON), a float is never a whole number (``2.0`` is refused), and
-numeric strings such as ``"5"`` are accepted for numbers.
+not in JSON); a JSON number with no fraction is an integer (``2.0`` is 2,
+as JSON Schema's ``integer`` says, so the OpenAPI document and the API
+agree), one with a fraction never is; numeric strings such as ``"5"`` are
+accepted for numbers (``"2.0"`` is not).
 """
 
 from __future__ import annotations
@@ -253,8 +255,8 @@ _INTEGER_TEXT = re.compile(r"[+-]?[0-9]+")
 def int_range(lo: int, hi: int) -> Callable[..., int]:
     """A type for whole numbers from ``lo`` to ``hi`` inclusive.
 
-    Accepts ints and numeric strings ("5", " 5 ", "+5"); refuses bools,
-    floats (even 2.0) and anything else.
+    Accepts ints, floats with no fraction (2.0: a JSON integer) and numeric
+    strings ("5", " 5 ", "+5"); refuses bools, fractions, "2.0" and anything else.
     """
     if isinstance(lo, bool) or isinstance(hi, bool) or not isinstance(lo, int) or not isinstance(hi, int):
         raise TypeError("int_range bounds must be integers")
@@ -268,6 +270,8 @@ def int_range(lo: int, hi: int) -> Callable[..., int]:
             raise ValueError(message)
         if isinstance(value, int):
             number = value
+        elif isinstance(value, float) and value.is_integer() and abs(value) < 2**63:
+            number = int(value)
         elif isinstance(value, str):
             raw = value.strip()
             # The length cap keeps int() away from its digit limit; any number
