@@ -13,13 +13,13 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import secrets
-from dataclasses import dataclass
 
 from sqlalchemy import Select, bindparam, or_, select, update
 from sqlalchemy.orm import Session, contains_eager
 
 from ..models import API_KEY_SCOPES, ApiKey, User, utcnow
 from .errors import Invalid, NotFound, PermissionDenied
+from .issued import Issued
 from .query import FIRST_PAGE, Page, Window, apply_sort, paginate, sort_keys
 
 SECRET_PREFIX = "myapi_"  # noqa: S105 (marks a bearer secret as a key, not a secret itself)
@@ -42,19 +42,8 @@ def is_key_secret(secret: str) -> bool:
     return secret.startswith(SECRET_PREFIX)
 
 
-@dataclass
-class IssuedKey:
-    """A new key and its secret, which exists only in this answer."""
-
-    key: ApiKey
-    secret: str
-
-    def __getattr__(self, name: str):
-        return getattr(self.key, name)
-
-
 def create_key(session: Session, owner: User, *, name: str, scopes: list[str],
-               expires_at: dt.datetime | None = None) -> IssuedKey:
+               expires_at: dt.datetime | None = None) -> Issued:
     """A new key of ``owner`` with ``scopes``; the secret is returned once, never stored.
 
     PermissionDenied (naming the scopes) when the owner's role may not hold
@@ -72,7 +61,7 @@ def create_key(session: Session, owner: User, *, name: str, scopes: list[str],
                  scopes=" ".join(ordered), expires_at=expires_at)
     session.add(key)
     session.flush()
-    return IssuedKey(key, secret)
+    return Issued(key, secret)
 
 
 def find_by_secret(session: Session, secret: str) -> ApiKey | None:

@@ -17,13 +17,13 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import secrets
-from dataclasses import dataclass
 
 from sqlalchemy import Select, delete, select
 from sqlalchemy.orm import Session
 
 from ..models import WEBHOOK_EVENT_TYPES, User, Webhook, WebhookDelivery, utcnow
 from .errors import Invalid, NotFound
+from .issued import Issued
 from .query import FIRST_PAGE, IfMatch, Page, Window, apply_sort, check_version, paginate, sort_keys
 from .webhook_targets import check_target
 
@@ -36,17 +36,6 @@ def new_secret() -> str:
     return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(32)).decode("ascii")
 
 
-@dataclass
-class IssuedWebhook:
-    """A subscription and its new secret, which is in this answer only."""
-
-    webhook: Webhook
-    secret: str
-
-    def __getattr__(self, name: str):
-        return getattr(self.webhook, name)
-
-
 def _events(events: list[str]) -> str:
     """Space-separated, in WEBHOOK_EVENT_TYPES order, each once."""
     unknown = [name for name in events if name not in WEBHOOK_EVENT_TYPES]
@@ -56,7 +45,7 @@ def _events(events: list[str]) -> str:
 
 
 def create_webhook(session: Session, owner: User, *, url: str, events: list[str], description: str = "",
-                   is_active: bool = True, allow_private: bool = False) -> IssuedWebhook:
+                   is_active: bool = True, allow_private: bool = False) -> Issued:
     """A new subscription of ``owner`` (an admin); Invalid naming ``url`` when it may not be a target."""
     check_target(url, allow_private=allow_private)
     secret = new_secret()
@@ -64,7 +53,7 @@ def create_webhook(session: Session, owner: User, *, url: str, events: list[str]
                       is_active=is_active, secret=secret)
     session.add(webhook)
     session.flush()
-    return IssuedWebhook(webhook, secret)
+    return Issued(webhook, secret)
 
 
 def list_webhooks(session: Session, *, is_active: bool | None = None, sort=None,
@@ -110,7 +99,7 @@ def delete_webhook(session: Session, webhook_id: int, *, if_match: IfMatch | Non
     session.flush()
 
 
-def rotate_secret(session: Session, webhook_id: int, *, now: dt.datetime | None = None) -> IssuedWebhook:
+def rotate_secret(session: Session, webhook_id: int, *, now: dt.datetime | None = None) -> Issued:
     """A new secret; the current one keeps signing (beside it) for 24 h. A second rotation within
     the 24 h replaces the older previous secret: only the two newest are ever valid."""
     webhook = get_webhook(session, webhook_id)
@@ -119,7 +108,7 @@ def rotate_secret(session: Session, webhook_id: int, *, now: dt.datetime | None 
     webhook.previous_secret_expires_at = now + PREVIOUS_SECRET_TTL
     webhook.secret = new_secret()
     session.flush()
-    return IssuedWebhook(webhook, webhook.secret)
+    return Issued(webhook, webhook.secret)
 
 
 def signing_secrets(webhook: Webhook, now: dt.datetime | None = None) -> list[str]:
