@@ -79,13 +79,17 @@ SETTINGS: dict[str, tuple] = {
 }
 
 
+def from_environment(name: str):
+    """The setting ``name`` as ``MYAPI_<NAME>`` says, else its default (None: load_config fills it in)."""
+    parse, default = SETTINGS[name]
+    raw = os.environ.get(f"MYAPI_{name}")
+    return parse(raw) if raw is not None else default
+
+
 def load_config(instance_path: str | os.PathLike, overrides: dict | None = None) -> dict:
     """Return the settings: defaults < environment < ``overrides``."""
     instance = Path(instance_path)
-    config: dict = {}
-    for name, (parse, default) in SETTINGS.items():
-        raw = os.environ.get(f"MYAPI_{name}")
-        config[name] = parse(raw) if raw is not None else default
+    config: dict = {name: from_environment(name) for name in SETTINGS}
     config.update(overrides or {})
 
     if not config["WORKERS"]:

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import html
 import logging
-import os
 import re
 import uuid
 
@@ -138,11 +137,6 @@ def serve_defaults() -> tuple[int, int]:
 
     The benchmark starts its baselines with the same process model.
     """
-    from .config import SETTINGS, default_workers
+    from .config import default_workers, from_environment
 
-    values = []
-    for name in ("WORKERS", "THREADS"):
-        parse, default = SETTINGS[name]
-        raw = os.environ.get(f"MYAPI_{name}")
-        values.append(parse(raw) if raw is not None else default)
-    return values[0] or default_workers(), values[1]
+    return from_environment("WORKERS") or default_workers(), from_environment("THREADS")

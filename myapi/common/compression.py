@@ -33,9 +33,10 @@ import re
 from flask import Flask, request
 from flask_compress import Compress
 
+from .etags import CONTENT_CODINGS
 from .media import CSV, JSON, NDJSON, PROBLEM
 
-ALGORITHMS = ["zstd", "br", "gzip", "deflate"]
+ALGORITHMS = list(CONTENT_CODINGS)
 SETTINGS = {
     "COMPRESS_MIMETYPES": [JSON, CSV, NDJSON, PROBLEM],
     "COMPRESS_ALGORITHM": ALGORITHMS,
@@ -49,8 +50,6 @@ SETTINGS = {
     "COMPRESS_EVALUATE_CONDITIONAL_REQUEST": False,
     "COMPRESS_REGISTER": True,
 }
-#: The content codings an ETag may name after a colon (``"v7:gzip"``).
-CODINGS = frozenset(ALGORITHMS)
 
 
 _REFUSED = re.compile(r";\s*q\s*=\s*0(?:\.0{0,3})?\s*$")
@@ -71,12 +70,3 @@ def drop_refused_codings() -> None:
     if header and "q" in header:
         kept = [part for part in header.split(",") if not _REFUSED.search(part)]
         request.environ["HTTP_ACCEPT_ENCODING"] = ",".join(kept)
-
-
-def strip_coding(tag: str) -> str:
-    """``"v7-csv:gzip"`` → ``"v7-csv"``: the entity tag as the pipeline made it, before compression."""
-    if tag.endswith('"') and ":" in tag:
-        head, _, coding = tag[:-1].rpartition(":")
-        if coding in CODINGS:
-            return head + '"'
-    return tag

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 from flask import g
 
-from .compression import strip_coding
 from .media import CSV
+
+#: The content codings of compressed answers (common/compression.py), which their ETags name: ``"v7:gzip"``.
+CONTENT_CODINGS = ("zstd", "br", "gzip", "deflate")
 
 
 def entity_tag(version: int) -> str:
@@ -30,3 +32,12 @@ def matches_if_none_match(tag: str, header: str | None) -> bool:
     # A tag of a compressed answer names its coding ("v7:gzip"): the same version and selection.
     tags = {strip_coding(candidate.strip().removeprefix("W/")) for candidate in header.split(",")}
     return tag in tags or "*" in tags
+
+
+def strip_coding(tag: str) -> str:
+    """``"v7-csv:gzip"`` → ``"v7-csv"``: the entity tag as the pipeline made it, before compression."""
+    quoted = tag.endswith('"')
+    head, colon, coding = (tag[:-1] if quoted else tag).rpartition(":")
+    if colon and coding in CONTENT_CODINGS:
+        return head + ('"' if quoted else "")
+    return tag

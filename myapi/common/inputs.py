@@ -40,6 +40,7 @@ from typing import Any
 
 from ..services.query import COUNT_MODES, IfMatch
 from . import cursors
+from .etags import CONTENT_CODINGS, strip_coding
 
 __all__ = [
     "boolean",
@@ -753,11 +754,11 @@ def order_items(value: Any, *_: Any) -> list[tuple[int, int]]:
 
 # --- conditional requests ----------------------------------------------------------
 
-_ENTITY_TAG = re.compile(r'^(?:W/)?"?v(\d{1,10})(?:-[^",:]*)?(?::[a-z]{1,10})?"?$')  # ":gzip": compressed
+_ENTITY_TAG = re.compile(r'^(?:W/)?"?v(\d{1,10})(?:-[^",]*)?"?$')
 IF_MATCH_MAX_LENGTH = 1000
 
 
-_ETAG_PATTERN = r'(?:W/)?"v[0-9]{1,9}(?:-[0-9a-z]{1,16}){0,2}(?::(?:gzip|br|zstd|deflate))?"'
+_ETAG_PATTERN = r'(?:W/)?"v[0-9]{1,9}(?:-[0-9a-z]{1,16}){0,2}(?::(?:' + "|".join(CONTENT_CODINGS) + r'))?"'
 
 
 @_input_type({
@@ -778,7 +779,9 @@ def if_match(value: Any, *_: Any) -> IfMatch:
         return IfMatch()
     if value.strip() == "*":
         return IfMatch(any=True)
-    versions = {int(match[1]) for tag in value.split(",") if (match := _ENTITY_TAG.match(tag.strip()))}
+    # A compressed answer's tag names its coding ("v3:gzip"): the same version.
+    versions = {int(match[1]) for tag in value.split(",")
+                if (match := _ENTITY_TAG.match(strip_coding(tag.strip())))}
     return IfMatch(frozenset(versions))
 
 

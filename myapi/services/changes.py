@@ -27,7 +27,7 @@ import datetime as dt
 import re
 from dataclasses import dataclass
 
-from sqlalchemy import delete, func, select, tuple_, update
+from sqlalchemy import Select, delete, func, select, tuple_, update
 from sqlalchemy.orm import Session, selectinload
 
 from .. import problems
@@ -84,23 +84,25 @@ def watermark(session: Session) -> Watermark:
     first page pays for it.
     """
     backend = backend_for(session)
-    stmt = _WATERMARK_STATEMENTS.get(type(backend))
-    if stmt is None:
-        stmt = _WATERMARK_STATEMENTS[type(backend)] = _watermark_statement(backend.horizon_expression())
+    built = _WATERMARK_STATEMENTS.get(type(backend))
+    if built is None:
+        built = _WATERMARK_STATEMENTS[type(backend)] = _watermark_statement(backend.horizon_expression())
+    stmt, by_horizon = built
     now, pruned_txid, pruned_change = session.execute(stmt).one()
-    mark = Watermark(now, 0) if backend.horizon_expression() is not None else Watermark(0, now)
+    mark = Watermark(now, 0) if by_horizon else Watermark(0, now)
     return max(mark, Watermark(pruned_txid, pruned_change) if pruned_txid is not None else BEGINNING)
 
 
-def _watermark_statement(horizon):
-    """SELECT (the running horizon, or the newest change id), (the pruned-through mark): Core columns."""
+def _watermark_statement(horizon) -> tuple[Select, bool]:
+    """SELECT (the running horizon, or the newest change id), (the pruned-through mark), and which it reads."""
     changes, pruned = Change.__table__.c, ChangeHorizon.__table__.c
     now = horizon if horizon is not None else select(func.coalesce(func.max(changes.id), 0)).scalar_subquery()
-    return select(now, *(select(column).where(pruned.id == 1).scalar_subquery()
+    stmt = select(now, *(select(column).where(pruned.id == 1).scalar_subquery()
                          for column in (pruned.txid, pruned.change_id)))
+    return stmt, horizon is not None
 
 
-_WATERMARK_STATEMENTS: dict[type, object] = {}
+_WATERMARK_STATEMENTS: dict[type, tuple[Select, bool]] = {}
 
 
 def _pruned_through(session: Session) -> Watermark:

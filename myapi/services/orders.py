@@ -94,19 +94,15 @@ def place_order(session: Session, user: User, lines: Sequence[tuple[int, int]], 
 
     now = utcnow()
     total = sum((products[pid].price * quantity for pid, quantity in lines), Decimal("0.00")).quantize(CENT)
-    order = Order(user_id=user.id, status="pending", shipping_address=shipping_address, total_amount=total,
-                  version=1, date_created=now, date_updated=now)
-    order.id = session.execute(insert(_ORDERS).values(
-        user_id=order.user_id, status=order.status, shipping_address=shipping_address, total_amount=total,
-        version=1, date_created=now, date_updated=now).returning(_ORDERS.c.id)).scalar_one()
+    values = {"user_id": user.id, "status": "pending", "shipping_address": shipping_address, "total_amount": total,
+              "version": 1, "date_created": now, "date_updated": now}
+    order = Order(id=session.execute(insert(_ORDERS).values(values).returning(_ORDERS.c.id)).scalar_one(), **values)
     session.execute(_DECREMENT_STOCK, [{"product_id": pid, "quantity": quantity, "now": now}
                                        for pid, quantity in lines])
-    items = [OrderItem(order_id=order.id, product_id=pid, product_name=products[pid].name, quantity=quantity,
-                       unit_price=products[pid].price) for pid, quantity in lines]
-    session.execute(insert(_ITEMS), [{"order_id": order.id, "product_id": item.product_id,
-                                      "product_name": item.product_name, "quantity": item.quantity,
-                                      "unit_price": item.unit_price} for item in items])
-    order.items = items
+    lines_written = [{"order_id": order.id, "product_id": pid, "product_name": products[pid].name,
+                      "quantity": quantity, "unit_price": products[pid].price} for pid, quantity in lines]
+    session.execute(insert(_ITEMS), lines_written)
+    order.items = [OrderItem(**line) for line in lines_written]
     return order
 
 
