@@ -20,13 +20,16 @@ connection is never reused after a protocol error, and nothing reaches the
 app. Should the page ever not be the one gunicorn writes today, it is sent
 as it is (an HTML answer, still a refusal) rather than guessed at.
 
-``myapi serve`` uses :class:`ThreadProblemWorker` (``--threads`` > 1, the
-default) or :class:`SyncProblemWorker` (``--threads 1``). With gunicorn run
-by hand, pass ``--worker-class myapi.serving.ThreadProblemWorker``.
+``myapi serve`` uses :class:`SyncProblemWorker` (``--threads 1``, the
+default) or :class:`ThreadProblemWorker` (``--threads`` > 1). With gunicorn
+run by hand, pass ``--worker-class myapi.serving.SyncProblemWorker``.
+
+Both workers also freeze the heap they start with (:class:`FrozenStartup`).
 """
 
 from __future__ import annotations
 
+import gc
 import html
 import logging
 import re
@@ -116,11 +119,29 @@ class ProblemErrors:
             self.log.debug("Failed to send error message.")
 
 
-class ThreadProblemWorker(ProblemErrors, ThreadWorker):
+class FrozenStartup:
+    """Mixin for a gunicorn worker: what the worker holds once the app is loaded is frozen (``gc.freeze``).
+
+    Flask, SQLAlchemy, the compiled statements and marshallers are a few
+    hundred thousand objects that live as long as the worker. Left to the
+    cyclic garbage collector, each of its full collections walks all of them
+    again; a request that allocates a lot (an import of 100k rows: a list per
+    record, a tuple per row) triggers many, and they were a tenth of its
+    time (benchmarks/ANALYSIS.md). Frozen, they are never walked; what
+    requests create is collected as before.
+    """
+
+    def load_wsgi(self):
+        super().load_wsgi()
+        gc.collect()
+        gc.freeze()
+
+
+class ThreadProblemWorker(FrozenStartup, ProblemErrors, ThreadWorker):
     """gunicorn's gthread worker, answering protocol errors in problem+json."""
 
 
-class SyncProblemWorker(ProblemErrors, SyncWorker):
+class SyncProblemWorker(FrozenStartup, ProblemErrors, SyncWorker):
     """gunicorn's sync worker (``--threads 1``), answering protocol errors in problem+json.
 
     It beats during long requests too (common/heartbeat.py), so ``--timeout``

@@ -11,8 +11,10 @@ from decimal import Decimal
 
 import pytest
 import requests
+from conftest import PG_URL
 from sqlalchemy import func, select
 
+from myapi.db import get_db
 from myapi.models import Product
 
 API = "/api/v1"
@@ -349,6 +351,52 @@ def test_import_keeps_backslashes_tabs_and_line_breaks_exactly(client, admin, db
     assert response.status_code == 200, response.get_json()
     stored = {p.sku: (p.name, p.description) for p in db_session.scalars(select(Product))}
     assert stored == {sku: (name, description) for sku, name, description in rows}
+
+
+def test_every_form_a_cell_may_take_is_read_as_put_reads_it(client, admin, db_session, small_batches):
+    """A batch of plain cells is checked column by column, one with odd forms cell by cell: same values.
+
+    Batch 1 (rows 2-101) is plain; batch 2 holds cells the column forms leave to the input types
+    (spaces, signs, leading zeros, TRUE/no, 1.500) and an empty optional cell.
+    """
+    plain = good_file(100)
+    odd = [" ODD-1 ,  Odd one , Nice ,  tea ,01.50,+7,TRUE\r\n", "ODD-2,Odd two,,cat-1,1.500, 0 ,no\r\n",
+           "ODD-3,Odd three,x,cat-2,2.,3,\r\n"]
+    response = csv_post(client, admin, plain + "".join(odd))
+    assert response.status_code == 200, response.get_json()
+    assert counts(response)["created"] == 103
+    stored = {p.sku: (p.name, p.description, p.category, p.price, p.stock, p.is_available)
+              for p in db_session.scalars(select(Product))}
+    assert stored["SKU-00042"] == ("Product 42", "Nice", "cat-0", Decimal("42.25"), 84, True)
+    assert stored["ODD-1"] == ("Odd one", "Nice", "tea", Decimal("1.50"), 7, True)
+    assert stored["ODD-2"] == ("Odd two", "", "cat-1", Decimal("1.50"), 0, False)
+    assert stored["ODD-3"] == ("Odd three", "x", "cat-2", Decimal("2.00"), 3, True)
+
+
+def test_a_batch_with_one_bad_cell_reports_it_as_a_plain_one_would(client, admin, db_session, small_batches):
+    """A line feed inside a sku cell, in an otherwise plain batch, is that row's error (nothing written)."""
+    body = good_file(150).replace("SKU-00120,", '"SKU-00120\nX",')
+    problem = csv_post(client, admin, body).get_json()
+    assert [(error["row"], error["field"]) for error in problem["errors"]] == [(121, "sku")]
+    assert product_count(db_session) == 0
+
+
+@pytest.mark.skipif(bool(PG_URL), reason="SQLite's page cache")
+@pytest.mark.parametrize("body", [good_file(20), good_file(20) + "BAD,Name,,tea,free,1,true\r\n"])
+def test_an_import_sets_the_connections_page_cache_back(app, client, admin, body):
+    """The import's 64 MiB page cache is the connection's setting: the pooled connection gets its own back."""
+    engine = get_db(app).engine
+    with engine.connect() as connection:
+        before = connection.exec_driver_sql("PRAGMA cache_size").scalar()
+    csv_post(client, admin, body)
+    connections = [engine.raw_connection() for _ in range(engine.pool.checkedin())]
+    try:
+        assert connections
+        assert [c.driver_connection.execute("PRAGMA cache_size").fetchone()[0] for c in connections] == \
+            [before] * len(connections)
+    finally:
+        for connection in connections:
+            connection.close()
 
 
 def test_batches_count_created_updated_and_unchanged(client, admin, db_session, small_batches):

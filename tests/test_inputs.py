@@ -631,3 +631,71 @@ def test_every_string_the_schema_admits_is_accepted(name, data):
     low, high = schema.get("minLength", 0), schema.get("maxLength", 10_000)
     value = data.draw(strategy.filter(lambda text: low <= len(text) <= high))
     kind(value)  # raises ValueError on a mismatch
+
+
+# -- column forms: a CSV import's faster way to the same values --------------------------------
+
+STOCK = inputs.int_range(0, 1_000_000_000)
+COLUMN_TYPES = {
+    "sku": (inputs.sku, inputs.sku.many),
+    "category": (inputs.category, inputs.category.many),
+    "boolean": (inputs.boolean, inputs.boolean.many),
+    "text": (TEXT, TEXT.many),
+    "multiline": (MULTILINE, MULTILINE.many),
+    "stock": (STOCK, STOCK.many),
+    "positive_int": (inputs.positive_int, inputs.positive_int.many),
+    "money_cents": (lambda cell: int(inputs.money(cell) * 100), inputs.money.many_cents),
+}
+# Cells each type accepts in their plain form, in odd forms, and some it refuses.
+CELL_SAMPLES = [
+    "SKU-1", "a.b_c-d", " SKU-2 ", "-bad", "x" * 64, "x" * 65, "tea", "garden-tools", " tea ", "Tea", "a--b",
+    "c" * 64 + "", "c" * 65, "true", "false", "TRUE", " yes ", "0", "1", "no", "maybe", "Product 1", "Tab\there",
+    "line\nbreak", "cr\r\nlf", "nul\x00", "bell\x07", "\u2028", "  ", "", "5", "+5", " 5 ", "-1", "007", "2147483647",
+    "2147483648", "1000000000", "1000000001", "19.99", "0.01", "0.00", "0", "1.", ".5", "01.50", "1.500", "1.555",
+    "9999999.99", "10000000", "1e3", "NaN", "٣", "1_000", "12.5", "0.10", "0.1",
+]
+
+
+def cell_by_cell(convert, cells):
+    try:
+        return [convert(cell) for cell in cells]
+    except ValueError:
+        return ValueError
+
+
+@pytest.mark.parametrize("name", sorted(COLUMN_TYPES))
+@settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+@given(cells=st.lists(st.one_of(st.sampled_from(CELL_SAMPLES), st.text(max_size=12),
+                                st.text(alphabet="0123456789.+- \t", max_size=12)), min_size=1, max_size=12))
+def test_a_column_form_answers_what_its_type_answers_cell_by_cell(name, cells):
+    """``many(cells)`` is the list of each cell's value, or ValueError when the type refuses any cell."""
+    convert, many = COLUMN_TYPES[name]
+    expected = cell_by_cell(convert, cells)
+    if expected is ValueError:
+        with pytest.raises(ValueError):
+            many(cells)
+    else:
+        assert many(cells) == expected
+
+
+@pytest.mark.parametrize("name", sorted(COLUMN_TYPES))
+def test_a_column_of_plain_cells_answers_what_its_type_answers(name):
+    convert, many = COLUMN_TYPES[name]
+    accepted = [cell for cell in CELL_SAMPLES if cell_by_cell(convert, [cell]) is not ValueError]
+    assert accepted and many(accepted) == [convert(cell) for cell in accepted]
+    for refused in (cell for cell in CELL_SAMPLES if cell_by_cell(convert, [cell]) is ValueError):
+        with pytest.raises(ValueError):
+            many([*accepted, refused])
+
+
+def test_plain_amounts_are_read_to_the_exact_cent():
+    """money_cents reads plainly written amounts through a float: exact for every amount up to 9999999.99."""
+    import random
+
+    rng = random.Random(12)
+    cents = [*range(1, 2000), *range(999_999_000, 999_999_999 + 1),
+             *(rng.randint(1, 999_999_999) for _ in range(100_000))]
+    written = [f"{value // 100}.{value % 100:02d}" for value in cents]
+    assert inputs.money.many_cents(written) == cents
+    short = [text.rstrip("0").rstrip(".") for text in written]  # 12.50 -> 12.5, 12.00 -> 12
+    assert inputs.money.many_cents(short) == cents
