@@ -24,9 +24,11 @@ another version of its product is a row error, never an overwrite.
 no ``version`` column, no guardrail, every required column) writes without
 reading first: each batch goes to the database's bulk upsert, and any bad
 row makes the whole import a no-op (the transaction is rolled back; the
-first 100 row errors are listed). For the answer and the audit record it
-lists the changes among its first LISTING_ROWS rows (one read, whatever
-the file's size). Every other import *reads before it writes*
+first 100 row errors are listed). It checks a batch with nothing wrong in
+it column by column (each input type's column form, common/inputs.py), and
+any other batch row by row, which reports each error. For the answer and
+the audit record it lists the changes among its first LISTING_ROWS rows
+(one read, whatever the file's size). Every other import *reads before it writes*
 (:func:`_planned_import`): a batch's stored products are read (and locked
 when it writes), each row is classed as created, updated with each changed
 column's before and after, unchanged, or rejected (bad cells, a repeated
