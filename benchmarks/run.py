@@ -537,6 +537,7 @@ def sqlite_loader_once(url: str, csv_path: Path, *, staging: bool) -> float:
                          " category TEXT, price INTEGER, stock INTEGER, is_available INTEGER)")
             insert = "INSERT INTO bench_staging VALUES (?, ?, ?, ?, ?, ?, ?)"
         else:
+            conn.execute("DELETE FROM products WHERE sku LIKE 'SKU-%'")  # the last import's rows
             insert = ("INSERT INTO products (sku, name, description, category, price, stock, is_available,"
                       " version, date_created, date_updated) VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?, ?)")
         now = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")
