@@ -373,6 +373,32 @@ def test_every_form_a_cell_may_take_is_read_as_put_reads_it(client, admin, db_se
     assert stored["ODD-3"] == ("Odd three", "x", "cat-2", Decimal("2.00"), 3, True)
 
 
+def test_a_batch_whose_optional_column_is_all_empty_is_checked_column_by_column(client, admin, db_session,
+                                                                               small_batches, monkeypatch):
+    """No description in a whole batch: the column form is asked about no cell, and the batch stays on the fast way."""
+    from myapi.services import catalog_import
+
+    row_by_row = []
+    validator = catalog_import._validator
+
+    def counting_validator(layout, rules):
+        check = validator(layout, rules)
+
+        def checked(record, row_number, report):
+            row_by_row.append(row_number)
+            return check(record, row_number, report)
+
+        return checked
+
+    monkeypatch.setattr(catalog_import, "_validator", counting_validator)
+    body = HEADER + "".join(f"NODESC-{i},Name {i},,tea,1.50,{i},true\r\n" for i in range(150))
+    response = csv_post(client, admin, body)
+    assert response.status_code == 200, response.get_json()
+    assert counts(response)["created"] == 150
+    assert row_by_row == []
+    assert {p.description for p in db_session.scalars(select(Product))} == {""}
+
+
 def test_a_batch_with_one_bad_cell_reports_it_as_a_plain_one_would(client, admin, db_session, small_batches):
     """A line feed inside a sku cell, in an otherwise plain batch, is that row's error (nothing written)."""
     body = good_file(150).replace("SKU-00120,", '"SKU-00120\nX",')

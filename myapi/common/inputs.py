@@ -488,6 +488,8 @@ def text(max_length: int, min_length: int = 0, multiline: bool = False) -> Calla
     refused = _MULTI_LINE_REFUSED if multiline else _SINGLE_LINE_REFUSED
 
     def many(cells: list[str]) -> list[str]:
+        if not cells:
+            return []
         values = [cell.strip() for cell in cells]
         # A tab is allowed in both kinds of text: joined by tabs, one scan finds any refused character.
         lengths = list(map(len, values))
