@@ -73,7 +73,7 @@ def make_engine(url: str, **kwargs) -> Engine:
             # shows up as a 503 from the first query, not as a crash here.
             with suppress(OSError):
                 Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"timeout": 30}, **kwargs)
+        engine = create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000}, **kwargs)
         _configure_sqlite(engine)
         return engine
     # UTF-8 on the wire whatever the database's encoding: the CSV import and

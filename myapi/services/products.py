@@ -132,11 +132,11 @@ def _flush_unique_sku(session: Session, product: Product) -> None:
     with session.no_autoflush:  # look before the pending change is written
         clash = session.scalar(taken)
     if clash is not None:
-        raise Conflict("A product with this sku exists.", {"sku": "This sku is taken."})
+        raise _sku_taken()
     try:
         session.flush()
     except IntegrityError:  # the sku is taken (by another request since the check); the request rolls back
-        raise Conflict("A product with this sku exists.", {"sku": "This sku is taken."}) from None
+        raise _sku_taken() from None
 
 
 def create_product(session: Session, values: dict) -> Product:
@@ -151,12 +151,18 @@ def create_product(session: Session, values: dict) -> Product:
     try:
         product_id = session.execute(_INSERT_PRODUCT, written).scalar_one()
     except IntegrityError:  # the sku is taken; the request rolls back
-        raise Conflict("A product with this sku exists.", {"sku": "This sku is taken."}) from None
+        raise _sku_taken() from None
     return Product(id=product_id, **written)
 
 
-# A new product's defaults (the model's), and its version: the first.
-_NEW_PRODUCT = {"description": "", "stock": 0, "is_available": True, "version": 1}
+def _sku_taken() -> Conflict:
+    return Conflict("A product with this sku exists.", {"sku": "This sku is taken."})
+
+
+# A new product's defaults, read from the model's columns (description, stock, is_available), and its
+# version: the first.
+_NEW_PRODUCT = {**{column.name: column.default.arg for column in Product.__table__.c
+                   if column.default is not None and column.default.is_scalar}, "version": 1}
 _INSERT_PRODUCT = Product.__table__.insert().returning(PRODUCTS.id)
 
 
