@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import csv
+import gzip
 import io
 import json
 import threading
@@ -333,6 +333,40 @@ def test_csv_export_stops_cleanly_when_the_client_goes_away(live_server, app, db
             break
         threading.Event().wait(0.05)
     assert get_db(app).engine.pool.checkedout() == 0
+    assert not [thread for thread in threading.enumerate() if thread.name == "export-csv"]
+
+
+def test_csv_export_formats_the_next_chunk_in_a_thread_while_this_one_is_sent(client, db_session, monkeypatch):
+    """The database writes chunk n+1 in the export's thread while the server compresses and sends chunk n."""
+    import datetime as dt
+
+    from myapi.services import backends
+
+    moment = dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc)
+    db_session.execute(Product.__table__.insert(), [
+        {"sku": f"MANY-{i:06d}", "name": f"Product {i}", "description": "x" * 200, "category": "tea",
+         "price": Decimal("1.00"), "stock": 1, "is_available": True, "version": 1, "date_created": moment,
+         "date_updated": moment} for i in range(2_000)])
+    db_session.commit()
+    made_in: list[str] = []  # the thread that made each chunk
+    for backend_class in (backends.SQLite, backends.PostgreSQL):
+        monkeypatch.setattr(backend_class, "export_csv", _spying(backend_class.export_csv, made_in))
+    response = client.get(f"{API}/products/export?format=csv", headers={"Accept-Encoding": "gzip"})
+    assert response.status_code == 200 and response.headers["Content-Encoding"] == "gzip"
+    assert gzip.decompress(response.data).count(b"\n") == 2_001
+    # The header is sent from the request's own thread, at once; the rows come from the export's.
+    assert made_in[0] == threading.current_thread().name
+    assert len(made_in) > 2 and set(made_in[1:]) == {"export-csv"}
+    assert not [thread for thread in threading.enumerate() if thread.name == "export-csv"]
+
+
+def _spying(export_csv, made_in: list[str]):
+    def spied(self, *args):
+        for chunk in export_csv(self, *args):
+            made_in.append(threading.current_thread().name)
+            yield chunk
+
+    return spied
 
 
 def test_import_keeps_backslashes_tabs_and_line_breaks_exactly(client, admin, db_session):
@@ -517,36 +551,6 @@ def test_the_first_hundred_errors_are_listed_by_row(client, admin, db_session, s
     problem = csv_post(client, admin, body).get_json()
     assert problem["error_count"] == 120
     assert [e["row"] for e in problem["errors"]] == list(range(152, 252))
-
-
-def test_read_ahead_hands_on_items_and_errors_and_stops_with_its_caller():
-    from myapi.services.catalog_import import _read_ahead
-
-    assert list(_read_ahead(iter(range(5)))) == [0, 1, 2, 3, 4]
-
-    def failing():
-        yield 1
-        raise ValueError("bad upload")
-
-    with pytest.raises(ValueError, match="bad upload"):
-        list(_read_ahead(failing()))
-
-    produced = []
-
-    def endless():
-        while True:
-            produced.append(len(produced))
-            yield produced[-1]
-
-    batches = _read_ahead(endless())
-    with pytest.raises(RuntimeError), contextlib.closing(batches):
-        for item in batches:
-            if item == 3:
-                raise RuntimeError("the database write failed")
-    assert not [t for t in threading.enumerate() if t.name == "import-validate"]
-    count = len(produced)
-    threading.Event().wait(0.3)
-    assert len(produced) == count  # the producer has stopped
 
 
 def test_export_neutralises_the_same_prefixes_as_every_other_csv():

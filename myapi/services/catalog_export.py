@@ -16,6 +16,10 @@ from ..csvcells import FORMULA_PREFIXES, NEUTRALISER, plain_cell
 from ..models import Product
 from .backends import Backend, backend_for
 from .product_columns import COLUMNS, CSV_COLUMNS, KIND, LINK
+from .read_ahead import read_ahead
+
+#: Chunks the database may have formatted before the caller takes them.
+READ_AHEAD = 2
 
 
 def export_rows(session: Session, stmt: Select, chunk: int = 2000) -> Iterator:
@@ -75,7 +79,16 @@ def export_csv(session: Session, stmt: Select, link_prefix: str, columns=CSV_COL
     (all of them, or a ``fields=`` selection). ``link_prefix`` + id is each
     row's ``links.self``. Closes ``session`` (a stream session) when it ends
     or the client goes away.
+
+    The database formats the next chunk in a thread while the caller
+    compresses and sends this one (services/read_ahead.py); at most
+    READ_AHEAD chunks wait, so memory stays flat.
     """
+    return read_ahead(_csv_chunks(session, stmt, link_prefix, columns, chunk), depth=READ_AHEAD,
+                      name="export-csv")
+
+
+def _csv_chunks(session: Session, stmt: Select, link_prefix: str, columns, chunk: int) -> Iterator[bytes]:
     with session:
         backend = backend_for(session)
         cells = _selected_cells(backend, link_prefix, columns)

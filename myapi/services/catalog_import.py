@@ -56,7 +56,6 @@ from __future__ import annotations
 import csv
 import heapq
 import itertools
-import queue
 import tempfile
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -80,6 +79,7 @@ from .product_diff import (
     shown,
     stale_message,
 )
+from .read_ahead import read_ahead
 
 MAX_REPORTED_ERRORS = 100
 #: How many changes (created and updated products, in file order) an answer and its audit record list.
@@ -464,52 +464,6 @@ def _unzipped(batch: dict[str, tuple[int, tuple]]) -> tuple[list[int], list[tupl
     return list(numbers), list(rows)
 
 
-def _read_ahead(items: Iterator, *, depth: int = 1) -> Iterator:
-    """``items``, produced in a thread while the caller works on the previous one.
-
-    For PostgreSQL imports: validating the next batch (Python) overlaps the
-    database writing this one (the driver releases the GIL while it waits).
-    At most ``depth`` items wait in the queue, so memory stays bounded; an
-    exception in the producer is raised in the caller; the producer stops
-    when the caller does.
-    """
-    handoff: queue.Queue = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-    done = object()
-
-    def put(item) -> bool:
-        while not stop.is_set():
-            try:
-                handoff.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def produce() -> None:
-        try:
-            for item in items:
-                if not put((item, None)):
-                    return
-            put((done, None))
-        except BaseException as error:  # handed to the caller, raised there
-            put((done, error))
-
-    thread = threading.Thread(target=produce, name="import-validate", daemon=True)
-    thread.start()
-    try:
-        while True:
-            item, error = handoff.get()
-            if error is not None:
-                raise error
-            if item is done:
-                return
-            yield item
-    finally:
-        stop.set()
-        thread.join()
-
-
 def _list_changes(session: Session, backend: Backend, layout: Layout, numbers: list[int], rows: list[tuple],
                   batch, last_row: int, result: ImportResult) -> None:
     """List the batch's changes up to row ``last_row`` (for the answer and the audit record)."""
@@ -533,7 +487,7 @@ def _default_import(session: Session, reader, layout: Layout, rules: dict[str, R
     batches = ((numbers, rows, backend.import_batch(numbers, rows))
                for numbers, rows in _validated_batches(reader, layout, rules, result, backend.import_batch_size))
     if backend.read_ahead:  # a thread validates (and encodes) the next batch while this one is written
-        batches = _read_ahead(batches)
+        batches = read_ahead(batches, name="import-validate")
     # closing(): when a write fails, the validating thread stops now, not
     # whenever the traceback holding the generator is collected.
     with closing(batches):
