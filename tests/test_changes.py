@@ -236,6 +236,29 @@ def test_an_import_is_in_the_feed(client, admin):
     assert [kind for _, kind in kinds] == ["created", "created", "updated", "created"]
 
 
+def test_an_import_whose_batches_share_a_clock_reading_records_each_row_once(client, admin, monkeypatch):
+    """SQLite records a batch's updated rows by their new date_updated: a clock that has not moved
+    since the last batch (coarse, or stepped back) must not make it record that batch's rows again."""
+    from myapi.services import backends
+
+    monkeypatch.setattr(backends.SQLite, "import_batch_size", 2)
+    monkeypatch.setattr(backends.PostgreSQL, "import_batch_size", 2)
+    stopped = dt.datetime(2030, 1, 1, 12, 0, tzinfo=dt.timezone.utc)
+    monkeypatch.setattr(backends, "utcnow", lambda: stopped)
+    new_product(client, admin, "OLD-1")
+    rows = "".join(f"NEW-{i},N{i},tea,1.00,1\n" for i in range(5))
+    response = client.post(f"{API}/products/import", headers={**admin.headers, "Content-Type": "text/csv"},
+                           data="sku,name,category,price,stock\nOLD-1,Renamed,tea,1.00,1\n" + rows)
+    assert response.status_code == 200, response.get_json()
+    assert (response.get_json()["created"], response.get_json()["updated"]) == (5, 1)
+    with get_db(client.application).session() as session:
+        recorded = session.execute(select(Change.entity_id, Change.kind).where(Change.entity == "product")
+                                   .order_by(Change.id)).all()
+        ids = dict(session.execute(select(Product.sku, Product.id)).all())
+    assert sorted(recorded) == sorted([(ids["OLD-1"], "created"), (ids["OLD-1"], "updated")]
+                                      + [(ids[f"NEW-{i}"], "created") for i in range(5)])
+
+
 def test_order_feeds_are_per_owner_and_admin_sees_all(client, admin, make_account):
     product = new_product(client, admin, "TEA-1", stock=100)
     alice, bob = make_account(), make_account()

@@ -36,6 +36,7 @@ The SQL is built from ``product_columns`` (the column list) and
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import functools
 import re
 from collections.abc import Iterator
@@ -354,7 +355,8 @@ class SQLite(Backend):
         _, rows = batch
         # The column's own bind processor: the timestamp is stored as SQLAlchemy stores it.
         dialect = session.get_bind().dialect
-        now = Product.__table__.c.date_updated.type.dialect_impl(dialect).bind_processor(dialect)(utcnow())
+        now = Product.__table__.c.date_updated.type.dialect_impl(dialect).bind_processor(dialect)(
+            _batch_stamp(session))
         cursor = session.connection().connection.driver_connection.cursor()
         try:
             # A new row's id (the rowid) is above every id before it, and the transaction's
@@ -427,6 +429,24 @@ class SQLite(Backend):
         # The query returns whole CSV lines, quoted as the csv module would.
         yield (DELIMITER.join(columns) + LINE_END).encode()
         yield from _lines(session, _csv_line_select(stmt, cells), chunk)
+
+
+_LAST_BATCH_STAMP = "myapi.import_batch_stamp"  # in Session.info: the transaction's last batch's stamp
+
+
+def _batch_stamp(session: Session) -> dt.datetime:
+    """The time a SQLite import batch stamps its rows with: later than the transaction's last batch's.
+
+    SQLITE_RECORD_UPDATED finds a batch's updated rows by that stamp; a clock
+    that had not moved since the last batch (a coarse one, or one stepped
+    back) would make it record the last batch's rows again.
+    """
+    now = utcnow()
+    last = session.info.get(_LAST_BATCH_STAMP)
+    if last is not None and now <= last:
+        now = last + dt.timedelta(microseconds=1)
+    session.info[_LAST_BATCH_STAMP] = now
+    return now
 
 
 def _csv_line_select(stmt: Select, cells: list) -> Select:
